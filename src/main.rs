@@ -1,0 +1,28 @@
+//! Entry point: parse the command line and settings, set up logging, hand over to `app`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use r2_sync::cli::{Cli, Command};
+use r2_sync::{app, config::Config, logging};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match Config::from_env() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("r2-sync: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let log = logging::root(cfg.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("r2-sync: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let command = cli.command.unwrap_or(Command::Run);
+    runtime.block_on(app::run(command, cfg, log))
+}

@@ -1,0 +1,240 @@
+//! Media validation with ffprobe: the file must parse and hold real audio, video or image
+//! streams. The JSON parsing and the verdict are pure, so they are unit-tested apart from
+//! the process.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::process::Command;
+
+#[derive(Debug, Error)]
+pub enum ProbeError {
+    /// The file is not acceptable media: a permanent verdict.
+    #[error("ffprobe rejected {file}: {reason}")]
+    Rejected { file: String, reason: String },
+    #[error("ffprobe on {file} did not finish within {secs}s")]
+    Timeout { file: String, secs: u64 },
+    #[error("cannot run ffprobe ({program}): {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ProbeError {
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, ProbeError::Rejected { .. })
+    }
+}
+
+/// The part of ffprobe's report that goes into the sidecar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeSummary {
+    pub container: String,
+    pub duration_secs: Option<f64>,
+    pub bit_rate: Option<u64>,
+    pub streams: Vec<StreamSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamSummary {
+    pub index: u32,
+    pub kind: String,
+    pub codec: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub bit_rate: Option<u64>,
+    pub duration_secs: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct RawReport {
+    #[serde(default)]
+    format: Option<RawFormat>,
+    #[serde(default)]
+    streams: Vec<RawStream>,
+}
+
+#[derive(Deserialize)]
+struct RawFormat {
+    format_name: Option<String>,
+    duration: Option<String>,
+    bit_rate: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawStream {
+    index: u32,
+    codec_type: Option<String>,
+    codec_name: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    bit_rate: Option<String>,
+    duration: Option<String>,
+}
+
+fn number<T: std::str::FromStr>(raw: &Option<String>) -> Option<T> {
+    raw.as_deref().and_then(|s| s.parse().ok())
+}
+
+const IMAGE_CODECS: &[&str] = &["mjpeg", "png", "gif", "webp", "bmp", "tiff", "jpegls", "av1"];
+
+/// Parses ffprobe's `-print_format json -show_format -show_streams` output and decides.
+pub fn judge(json: &[u8]) -> Result<ProbeSummary, String> {
+    let raw: RawReport = serde_json::from_slice(json).map_err(|e| format!("unreadable ffprobe output: {e}"))?;
+    let format = raw.format.ok_or("no container format detected")?;
+    let streams: Vec<StreamSummary> = raw
+        .streams
+        .iter()
+        .map(|s| StreamSummary {
+            index: s.index,
+            kind: s.codec_type.clone().unwrap_or_else(|| "unknown".into()),
+            codec: s.codec_name.clone(),
+            width: s.width,
+            height: s.height,
+            bit_rate: number(&s.bit_rate),
+            duration_secs: number(&s.duration),
+        })
+        .collect();
+    let summary = ProbeSummary {
+        container: format.format_name.unwrap_or_default(),
+        duration_secs: number(&format.duration),
+        bit_rate: number(&format.bit_rate),
+        streams,
+    };
+    let av = summary
+        .streams
+        .iter()
+        .filter(|s| s.kind == "audio" || s.kind == "video");
+    let longest = av
+        .clone()
+        .filter_map(|s| s.duration_secs)
+        .chain(summary.duration_secs)
+        .fold(0.0_f64, f64::max);
+    let is_image = summary.container.contains("image2")
+        || summary.container.ends_with("_pipe")
+        || (summary.streams.len() == 1
+            && summary.streams[0].kind == "video"
+            && summary.streams[0]
+                .codec
+                .as_deref()
+                .is_some_and(|c| IMAGE_CODECS.contains(&c))
+            && summary.duration_secs.is_none());
+    if is_image {
+        return if summary.streams.is_empty() {
+            Err("image without any stream".into())
+        } else {
+            Ok(summary)
+        };
+    }
+    if av.count() == 0 {
+        return Err("no audio or video stream".into());
+    }
+    if longest <= 0.0 {
+        return Err("duration is zero or unknown".into());
+    }
+    Ok(summary)
+}
+
+/// Runs ffprobe on `file`, bounded by `timeout`; the child is killed if it runs over.
+pub async fn probe(program: &Path, file: &Path, timeout: Duration) -> Result<ProbeSummary, ProbeError> {
+    let shown = file.display().to_string();
+    let child = Command::new(program)
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+            "--",
+        ])
+        .arg(file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ProbeError::Spawn {
+            program: program.display().to_string(),
+            source,
+        })?;
+    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(result) => result.map_err(|source| ProbeError::Spawn {
+            program: program.display().to_string(),
+            source,
+        })?,
+        Err(_) => {
+            return Err(ProbeError::Timeout {
+                file: shown,
+                secs: timeout.as_secs(),
+            })
+        }
+    };
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first = stderr
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no error output");
+        let reason = format!(
+            "exit {}: {}",
+            output.status.code().unwrap_or(-1),
+            first.chars().take(300).collect::<String>()
+        );
+        return Err(ProbeError::Rejected { file: shown, reason });
+    }
+    judge(&output.stdout).map_err(|reason| ProbeError::Rejected { file: shown, reason })
+}
+
+/// ffprobe's version line, for `check`.
+pub async fn version(program: &Path) -> Result<String, ProbeError> {
+    let output = Command::new(program)
+        .arg("-version")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|source| ProbeError::Spawn {
+            program: program.display().to_string(),
+            source,
+        })?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    Ok(text.lines().next().unwrap_or("unknown version").to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VIDEO: &str = r#"{"streams":[{"index":0,"codec_type":"video","codec_name":"h264","width":320,"height":240,"bit_rate":"100000","duration":"2.000000"},{"index":1,"codec_type":"audio","codec_name":"aac","duration":"2.000000"}],"format":{"format_name":"mov,mp4,m4a,3gp,3g2,mj2","duration":"2.000000","bit_rate":"120000"}}"#;
+
+    #[test]
+    fn accepts_a_video_and_summarises_it() {
+        let s = judge(VIDEO.as_bytes()).unwrap();
+        assert_eq!(s.container, "mov,mp4,m4a,3gp,3g2,mj2");
+        assert_eq!(s.duration_secs, Some(2.0));
+        assert_eq!(s.streams.len(), 2);
+        assert_eq!(s.streams[0].width, Some(320));
+        assert_eq!(s.streams[1].codec.as_deref(), Some("aac"));
+    }
+
+    #[test]
+    fn rejects_no_streams_zero_duration_and_garbage() {
+        let no_av = r#"{"streams":[{"index":0,"codec_type":"data"}],"format":{"format_name":"mp4","duration":"1.0"}}"#;
+        assert!(judge(no_av.as_bytes()).unwrap_err().contains("no audio or video"));
+        let zero = r#"{"streams":[{"index":0,"codec_type":"audio","duration":"0.0"}],"format":{"format_name":"mp3","duration":"0.0"}}"#;
+        assert!(judge(zero.as_bytes()).unwrap_err().contains("duration"));
+        assert!(judge(b"{}").unwrap_err().contains("no container"));
+        assert!(judge(b"not json").unwrap_err().contains("unreadable"));
+    }
+
+    #[test]
+    fn accepts_a_still_image_without_duration() {
+        let png = r#"{"streams":[{"index":0,"codec_type":"video","codec_name":"png","width":10,"height":10}],"format":{"format_name":"png_pipe"}}"#;
+        assert_eq!(judge(png.as_bytes()).unwrap().streams.len(), 1);
+    }
+}

@@ -1,0 +1,188 @@
+//! One media file's record in the ledger, and the stage machine it moves through.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Where a file's sync stands. The order is the pipeline's order.
+///
+/// ```text
+/// Claimed → Downloading → Downloaded → Archived → Recorded → Done
+///     └──────────┴────────────┴─→ FailPending → Failed
+///     └──────────┴────────────┴────────┴─→ Abandoned
+/// ```
+/// `Archived` and `FailPending` are the stages that owe PostgreSQL a write; `Recorded` owes
+/// the bucket a delete. `Done`, `Failed`, `Abandoned` and `Shadowed` are terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// The row is ours; nothing is on disk yet.
+    Claimed,
+    /// A temp file holds `bytes_done` bytes of the object with ETag `etag`.
+    Downloading,
+    /// The temp file is complete and its size and checksum verified.
+    Downloaded,
+    /// The file and its sidecar are durable at `archive_path`; PostgreSQL is owed the record.
+    Archived,
+    /// PostgreSQL says archived; the object may still be in the bucket.
+    Recorded,
+    /// The object is gone from the bucket. Nothing more to do.
+    Done,
+    /// A permanent failure; PostgreSQL is owed `status = failed` and an audit row.
+    FailPending,
+    /// PostgreSQL says failed; the object stays in the bucket for a human.
+    Failed,
+    /// The row stopped being `approved` (rejected, deleted) before it was recorded; the object
+    /// stays in the bucket.
+    Abandoned,
+    /// Archived into `SHADOW_DIR` only (shadow mode); a normal run starts it afresh.
+    Shadowed,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 10] = [
+        Stage::Claimed,
+        Stage::Downloading,
+        Stage::Downloaded,
+        Stage::Archived,
+        Stage::Recorded,
+        Stage::Done,
+        Stage::FailPending,
+        Stage::Failed,
+        Stage::Abandoned,
+        Stage::Shadowed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Claimed => "claimed",
+            Stage::Downloading => "downloading",
+            Stage::Downloaded => "downloaded",
+            Stage::Archived => "archived",
+            Stage::Recorded => "recorded",
+            Stage::Done => "done",
+            Stage::FailPending => "fail_pending",
+            Stage::Failed => "failed",
+            Stage::Abandoned => "abandoned",
+            Stage::Shadowed => "shadowed",
+        }
+    }
+
+    /// No more work will ever be done for this file by r2-sync.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Stage::Done | Stage::Failed | Stage::Abandoned | Stage::Shadowed)
+    }
+
+    /// The archived file exists on disk and the ledger's `archive_path` points at it.
+    pub fn has_archived_file(self) -> bool {
+        matches!(self, Stage::Archived | Stage::Recorded | Stage::Done)
+    }
+
+    /// Whether the pipeline may move a file from `self` to `next`. Any stage may stay where
+    /// it is (a retry); terminal stages never move, except `Shadowed`, which a normal run
+    /// starts over.
+    pub fn can_move_to(self, next: Stage) -> bool {
+        use Stage::*;
+        if self == next {
+            return true;
+        }
+        match self {
+            Claimed => matches!(next, Downloading | FailPending | Abandoned | Shadowed),
+            Downloading => matches!(next, Claimed | Downloaded | FailPending | Abandoned | Shadowed),
+            Downloaded => matches!(next, Claimed | Archived | FailPending | Abandoned | Shadowed),
+            Archived => matches!(next, Recorded | Abandoned),
+            Recorded => next == Done,
+            FailPending => next == Failed,
+            Shadowed => next == Claimed,
+            Done | Failed | Abandoned => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub media_id: u64,
+    pub stage: Stage,
+    /// The object key in the bucket (untrusted text from the database).
+    pub r2_key: String,
+    /// The object's ETag when the download started; a resume is guarded by it.
+    #[serde(default)]
+    pub etag: Option<String>,
+    /// The object's size from the bucket.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// Bytes of the object durably written to `temp_path`.
+    #[serde(default)]
+    pub bytes_done: u64,
+    /// Absolute path of the partial download.
+    #[serde(default)]
+    pub temp_path: Option<String>,
+    /// Path of the archived file, relative to the archive (or shadow) directory.
+    #[serde(default)]
+    pub archive_path: Option<String>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub original_filename: Option<String>,
+    /// Attempts that ended in a transient failure.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Do not retry before this time (seconds since epoch); backoff across passes.
+    #[serde(default)]
+    pub retry_after: u64,
+    /// Why the file is failed, abandoned, or why the last attempt did not finish.
+    #[serde(default)]
+    pub error: Option<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+impl Entry {
+    pub fn new(media_id: u64, r2_key: impl Into<String>) -> Self {
+        let now = now_secs();
+        Self {
+            media_id,
+            stage: Stage::Claimed,
+            r2_key: r2_key.into(),
+            etag: None,
+            size: None,
+            bytes_done: 0,
+            temp_path: None,
+            archive_path: None,
+            sha256: None,
+            content_type: None,
+            original_filename: None,
+            attempts: 0,
+            retry_after: 0,
+            error: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    pub fn touch(&mut self) {
+        self.updated_at = now_secs();
+    }
+
+    /// Forget any partial download: the next attempt starts from byte zero.
+    pub fn restart_download(&mut self) {
+        self.stage = Stage::Claimed;
+        self.etag = None;
+        self.size = None;
+        self.bytes_done = 0;
+        self.sha256 = None;
+    }
+}

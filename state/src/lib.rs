@@ -1,0 +1,194 @@
+//! The r2-sync ledger: what stage every media file's sync has reached, kept in an embedded
+//! redb database under `STATE_DIR`, so a restart resumes where the last run stopped.
+//!
+//! Each entry is a small JSON document keyed by media id (JSON so that fields can be added
+//! without a migration). A second table maps archive paths to media ids for the file server.
+//! This crate does no network or file I/O besides its own database.
+
+mod entry;
+
+use std::path::Path;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use thiserror::Error;
+
+pub use entry::{Entry, Stage};
+
+const ENTRIES: TableDefinition<u64, &str> = TableDefinition::new("entries");
+const PATHS: TableDefinition<&str, u64> = TableDefinition::new("archive_paths");
+
+#[derive(Debug, Error)]
+pub enum LedgerError {
+    #[error("ledger {path}: already in use by another r2-sync process")]
+    InUse { path: String },
+    #[error("ledger {path}: cannot open: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error("ledger: {op} failed: {source}")]
+    Storage {
+        op: &'static str,
+        #[source]
+        source: redb::Error,
+    },
+    #[error("ledger: entry for media {media_id} is unreadable: {source}")]
+    Corrupt {
+        media_id: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, LedgerError>;
+
+fn storage<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> LedgerError {
+    move |e| LedgerError::Storage { op, source: e.into() }
+}
+
+/// The ledger. Cheap to share behind an `Arc`; redb serialises writers internally.
+pub struct Ledger {
+    db: Database,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger file. Fails with [`LedgerError::InUse`] when another
+    /// process holds it.
+    pub fn open(path: &Path) -> Result<Self> {
+        let shown = path.display().to_string();
+        let db = Database::create(path).map_err(|source| match source {
+            redb::DatabaseError::DatabaseAlreadyOpen => LedgerError::InUse { path: shown.clone() },
+            source => LedgerError::Open {
+                path: shown.clone(),
+                source,
+            },
+        })?;
+        let ledger = Self { db };
+        ledger.write(Durability::Immediate, |_, _| Ok(()))?;
+        Ok(ledger)
+    }
+
+    /// One write transaction over both tables.
+    fn write<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut redb::Table<u64, &str>, &mut redb::Table<&str, u64>) -> Result<T>,
+    ) -> Result<T> {
+        let mut txn = self.db.begin_write().map_err(storage("begin write"))?;
+        txn.set_durability(durability).map_err(storage("set durability"))?;
+        let out = {
+            let mut entries = txn.open_table(ENTRIES).map_err(storage("open entries"))?;
+            let mut paths = txn.open_table(PATHS).map_err(storage("open paths"))?;
+            f(&mut entries, &mut paths)?
+        };
+        txn.commit().map_err(storage("commit"))?;
+        Ok(out)
+    }
+
+    pub fn get(&self, media_id: u64) -> Result<Option<Entry>> {
+        let txn = self.db.begin_read().map_err(storage("begin read"))?;
+        let table = txn.open_table(ENTRIES).map_err(storage("open entries"))?;
+        let Some(raw) = table.get(media_id).map_err(storage("get"))? else {
+            return Ok(None);
+        };
+        decode(media_id, raw.value()).map(Some)
+    }
+
+    /// Stores an entry durably (fsync before returning), keeping the path index in step.
+    pub fn put(&self, entry: &Entry) -> Result<()> {
+        self.put_with(entry, Durability::Immediate)
+    }
+
+    /// Stores an entry without waiting for the disk; the next durable write persists it.
+    /// For frequent progress updates whose loss only costs a re-download of a few bytes.
+    pub fn put_lazy(&self, entry: &Entry) -> Result<()> {
+        self.put_with(entry, Durability::None)
+    }
+
+    fn put_with(&self, entry: &Entry, durability: Durability) -> Result<()> {
+        let json = serde_json::to_string(entry).expect("ledger entries always serialise");
+        self.write(durability, |entries, paths| {
+            let old = entries
+                .insert(entry.media_id, json.as_str())
+                .map_err(storage("insert"))?
+                .map(|raw| decode(entry.media_id, raw.value()))
+                .transpose()?;
+            let old_path = old.and_then(|o| o.archive_path);
+            if old_path != entry.archive_path {
+                if let Some(old_path) = old_path {
+                    paths.remove(old_path.as_str()).map_err(storage("unindex path"))?;
+                }
+            }
+            if let Some(path) = &entry.archive_path {
+                paths
+                    .insert(path.as_str(), entry.media_id)
+                    .map_err(storage("index path"))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Reads, changes and stores one entry durably; `None` when it does not exist.
+    pub fn update(&self, media_id: u64, change: impl FnOnce(&mut Entry)) -> Result<Option<Entry>> {
+        let Some(mut entry) = self.get(media_id)? else {
+            return Ok(None);
+        };
+        change(&mut entry);
+        entry.touch();
+        self.put(&entry)?;
+        Ok(Some(entry))
+    }
+
+    pub fn remove(&self, media_id: u64) -> Result<()> {
+        self.write(Durability::Immediate, |entries, paths| {
+            if let Some(raw) = entries.remove(media_id).map_err(storage("remove"))? {
+                if let Some(path) = decode(media_id, raw.value())?.archive_path {
+                    paths.remove(path.as_str()).map_err(storage("unindex path"))?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The media id whose archived file lives at `archive_path` (relative to the archive).
+    pub fn media_for_path(&self, archive_path: &str) -> Result<Option<u64>> {
+        let txn = self.db.begin_read().map_err(storage("begin read"))?;
+        let table = txn.open_table(PATHS).map_err(storage("open paths"))?;
+        Ok(table.get(archive_path).map_err(storage("get path"))?.map(|v| v.value()))
+    }
+
+    /// Every entry, in media id order.
+    pub fn all(&self) -> Result<Vec<Entry>> {
+        let txn = self.db.begin_read().map_err(storage("begin read"))?;
+        let table = txn.open_table(ENTRIES).map_err(storage("open entries"))?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(storage("iterate"))? {
+            let (k, v) = row.map_err(storage("iterate"))?;
+            out.push(decode(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// How many entries sit at each stage.
+    pub fn counts(&self) -> Result<std::collections::BTreeMap<Stage, usize>> {
+        let mut counts = std::collections::BTreeMap::new();
+        for entry in self.all()? {
+            *counts.entry(entry.stage).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+}
+
+fn decode(media_id: u64, raw: &str) -> Result<Entry> {
+    serde_json::from_str(raw).map_err(|source| LedgerError::Corrupt { media_id, source })
+}
+
+#[cfg(test)]
+mod tests;

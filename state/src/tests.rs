@@ -1,0 +1,103 @@
+use super::*;
+
+fn open() -> (tempfile::TempDir, Ledger) {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&dir.path().join("ledger.redb")).unwrap();
+    (dir, ledger)
+}
+
+#[test]
+fn put_get_update_remove_round_trip() {
+    let (_dir, ledger) = open();
+    assert_eq!(ledger.get(7).unwrap(), None);
+    let mut e = Entry::new(7, "uploads/7.mp4");
+    e.bytes_done = 42;
+    ledger.put(&e).unwrap();
+    assert_eq!(ledger.get(7).unwrap().unwrap().bytes_done, 42);
+    let updated = ledger.update(7, |e| e.stage = Stage::Downloading).unwrap().unwrap();
+    assert_eq!(updated.stage, Stage::Downloading);
+    assert_eq!(ledger.get(7).unwrap().unwrap().stage, Stage::Downloading);
+    assert!(ledger.update(8, |_| {}).unwrap().is_none());
+    ledger.remove(7).unwrap();
+    assert!(ledger.all().unwrap().is_empty());
+}
+
+#[test]
+fn path_index_follows_archive_path() {
+    let (_dir, ledger) = open();
+    let mut e = Entry::new(3, "k");
+    e.archive_path = Some("2026/11/3-a.mp4".into());
+    ledger.put(&e).unwrap();
+    assert_eq!(ledger.media_for_path("2026/11/3-a.mp4").unwrap(), Some(3));
+    e.archive_path = Some("2026/11/3-b.mp4".into());
+    ledger.put(&e).unwrap();
+    assert_eq!(ledger.media_for_path("2026/11/3-a.mp4").unwrap(), None);
+    assert_eq!(ledger.media_for_path("2026/11/3-b.mp4").unwrap(), Some(3));
+    ledger.remove(3).unwrap();
+    assert_eq!(ledger.media_for_path("2026/11/3-b.mp4").unwrap(), None);
+}
+
+#[test]
+fn survives_reopen_and_counts_by_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    {
+        let ledger = Ledger::open(&path).unwrap();
+        for id in 1..=3 {
+            let mut e = Entry::new(id, format!("k{id}"));
+            e.stage = if id == 3 { Stage::Done } else { Stage::Downloading };
+            ledger.put(&e).unwrap();
+        }
+        // A lazy write followed by a durable one is persisted too.
+        let mut e = ledger.get(1).unwrap().unwrap();
+        e.bytes_done = 99;
+        ledger.put_lazy(&e).unwrap();
+        ledger.update(2, |e| e.attempts = 1).unwrap();
+    }
+    let ledger = Ledger::open(&path).unwrap();
+    assert_eq!(ledger.get(1).unwrap().unwrap().bytes_done, 99);
+    let counts = ledger.counts().unwrap();
+    assert_eq!(counts.get(&Stage::Downloading), Some(&2));
+    assert_eq!(counts.get(&Stage::Done), Some(&1));
+}
+
+#[test]
+fn second_open_in_the_same_process_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    let _first = Ledger::open(&path).unwrap();
+    let err = Ledger::open(&path).unwrap_err();
+    assert!(matches!(err, LedgerError::InUse { .. }), "{err}");
+}
+
+#[test]
+fn garbage_file_is_an_open_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    std::fs::write(&path, b"this is not a redb file at all, just some bytes").unwrap();
+    let err = Ledger::open(&path).unwrap_err();
+    assert!(err.to_string().contains("ledger.redb"), "{err}");
+}
+
+#[test]
+fn terminal_stages_never_move_and_owed_stages_only_forward() {
+    for from in Stage::ALL {
+        for to in Stage::ALL {
+            if from.is_terminal() && from != Stage::Shadowed && from != to {
+                assert!(!from.can_move_to(to), "{from} -> {to}");
+            }
+        }
+    }
+    assert!(
+        !Stage::Archived.can_move_to(Stage::Claimed),
+        "an archived file is never re-downloaded"
+    );
+    assert!(
+        !Stage::Recorded.can_move_to(Stage::Abandoned),
+        "a recorded file always gets deleted"
+    );
+    assert!(
+        Stage::Downloading.can_move_to(Stage::Claimed),
+        "a changed object restarts"
+    );
+}

@@ -1,0 +1,92 @@
+//! The real binary: bad configuration, `check` against live and dead dependencies.
+
+mod common;
+
+use common::Rig;
+
+#[tokio::test]
+async fn malformed_or_missing_settings_exit_2_with_one_line_naming_the_variable() {
+    let rig = Rig::new().await;
+    for (var, value, expected) in [
+        ("DB_PORT", Some("not-a-port"), "DB_PORT"),
+        ("SYNC_INTERVAL", Some("whenever"), "SYNC_INTERVAL"),
+        ("R2_BUCKET", None, "R2_BUCKET"),
+        ("UNRAID_TUNNEL_SECRET", Some("too-short"), "UNRAID_TUNNEL_SECRET"),
+    ] {
+        let mut cmd = rig.command(&["check"]);
+        match value {
+            Some(v) => cmd.env(var, v),
+            None => cmd.env_remove(var),
+        };
+        let out = cmd.output().await.unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(
+            !stderr.contains(common::SECRET_KEY) && !stderr.contains("too-short"),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn check_reports_each_dependency_and_passes_on_the_rig() {
+    let rig = Rig::new().await;
+    let out = rig.command(&["check"]).output().await.unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["config", "postgres", "bucket", "ffprobe", "archive", "state"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("ok") && l.contains(&format!("{name}:"))),
+            "{name} missing in\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains(common::SECRET_KEY) && !stdout.contains(common::TUNNEL_SECRET));
+}
+
+#[tokio::test]
+async fn check_fails_and_says_which_part_is_down() {
+    let rig = Rig::new().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = rig
+        .command(&["check"])
+        .env("R2_ENDPOINT", format!("http://{dead}"))
+        .env("ARCHIVE_DIR", rig.dir.path().join("does-not-exist"))
+        .env("FFPROBE_PATH", "/nonexistent/ffprobe")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for name in ["bucket", "archive", "ffprobe"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("FAIL") && l.contains(&format!("{name}:"))),
+            "{name}:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.lines().any(|l| l.starts_with("ok") && l.contains("postgres:")),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn status_on_an_empty_ledger() {
+    let rig = Rig::new().await;
+    let out = rig.command(&["status", "--json"]).output().await.unwrap();
+    assert!(out.status.success());
+    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(parsed, serde_json::json!([]));
+}

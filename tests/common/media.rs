@@ -1,0 +1,43 @@
+//! Test media made at test time by the real ffmpeg: short testsrc videos with audio, a
+//! corrupt file and a truncated one.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Generates `seconds` of 160x120 testsrc video with a sine tone into `dir/name`; the
+/// container follows the extension (mp4, mkv).
+pub fn video(dir: &Path, name: &str, seconds: u32) -> PathBuf {
+    let out = dir.join(name);
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc=duration={seconds}:size=160x120:rate=15"),
+        ])
+        .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:duration={seconds}")])
+        .args(["-c:v", "mpeg4", "-q:v", "5", "-c:a", "aac", "-shortest"])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg is required for the tests (apt-get install ffmpeg; the README's test command does)");
+    assert!(status.success(), "ffmpeg failed to generate {name}");
+    out
+}
+
+/// Random bytes with a video extension.
+pub fn corrupt(dir: &Path, name: &str, len: usize) -> PathBuf {
+    let out = dir.join(name);
+    let bytes: Vec<u8> = (0..len).map(|_| rand::random::<u8>()).collect();
+    std::fs::write(&out, bytes).unwrap();
+    out
+}
+
+/// The first half of a real mp4 (the index sits at the end, so nothing is playable).
+pub fn truncated(dir: &Path, name: &str) -> PathBuf {
+    let full = video(dir, &format!("full-{name}"), 2);
+    let bytes = std::fs::read(&full).unwrap();
+    let out = dir.join(name);
+    std::fs::write(&out, &bytes[..bytes.len() / 2]).unwrap();
+    out
+}

@@ -1,0 +1,421 @@
+//! Packaging drift checks: the Unraid template, `.env.example`, `docker-compose.yml` and the
+//! Dockerfile must agree with the settings r2-sync reads (`config::SETTINGS`), with the
+//! contract's defaults (`shared/contract.md` §4) and with each other.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use r2_sync::config::SETTINGS;
+
+/// Variables read by `docker/entrypoint.sh`, not by r2-sync.
+const CONTAINER_VARS: &[&str] = &["PUID", "PGID", "UMASK"];
+
+/// Settings that must be masked in the Unraid UI.
+const SECRETS: &[&str] = &["DB_PASSWORD", "DB_PASS", "R2_SECRET_KEY", "UNRAID_TUNNEL_SECRET"];
+
+/// Settings without which r2-sync does not start.
+const REQUIRED: &[&str] = &[
+    "DB_HOST",
+    "DB_NAME",
+    "DB_USER",
+    "DB_PASSWORD",
+    "R2_ENDPOINT",
+    "R2_ACCESS_KEY",
+    "R2_SECRET_KEY",
+    "R2_BUCKET",
+    "UNRAID_TUNNEL_SECRET",
+];
+
+/// Defaults fixed by the contract (an empty string: unset by default).
+const CONTRACT_DEFAULTS: &[(&str, &str)] = &[
+    ("DB_PORT", "5432"),
+    ("BATCH_SIZE", "10"),
+    ("SYNC_INTERVAL", "30m"),
+    ("ARCHIVE_DIR", "/media/archive"),
+    ("SERVER_PORT", "8080"),
+    ("HEALTH_PORT", "8081"),
+    ("STATE_DIR", "/config"),
+    ("SYNC_CRON", ""),
+    ("SYNC_CONCURRENCY", "2"),
+    ("DRY_RUN", "false"),
+    ("SHADOW_DIR", ""),
+    ("LOG_LEVEL", "info"),
+    ("DB_SSLMODE", "prefer"),
+];
+
+/// Defaults of the container user, as `docker/entrypoint.sh` applies them.
+const CONTAINER_DEFAULTS: &[(&str, &str)] = &[("PUID", "99"), ("PGID", "100"), ("UMASK", "022")];
+
+fn read(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+fn settings() -> BTreeSet<&'static str> {
+    SETTINGS.iter().copied().collect()
+}
+
+/// One `<Config>` of the Unraid template.
+#[derive(Debug)]
+struct Entry {
+    name: String,
+    kind: String,
+    target: String,
+    default: String,
+    value: String,
+    mode: String,
+    description: String,
+    display: String,
+    required: String,
+    mask: String,
+}
+
+struct Template {
+    fields: Vec<(String, String)>,
+    configs: Vec<Entry>,
+}
+
+impl Template {
+    fn load() -> Self {
+        let text = read("unraid-template.xml");
+        let doc = roxmltree::Document::parse(&text).expect("unraid-template.xml is well-formed XML");
+        let root = doc.root_element();
+        assert_eq!(root.tag_name().name(), "Container", "root element");
+        assert_eq!(root.attribute("version"), Some("2"), "<Container version=\"2\">");
+        let attr = |node: roxmltree::Node, name: &str| node.attribute(name).unwrap_or_default().to_owned();
+        let mut fields = Vec::new();
+        let mut configs = Vec::new();
+        for node in root.children().filter(roxmltree::Node::is_element) {
+            let text = node.text().unwrap_or_default().trim().to_owned();
+            if node.has_tag_name("Config") {
+                configs.push(Entry {
+                    name: attr(node, "Name"),
+                    kind: attr(node, "Type"),
+                    target: attr(node, "Target"),
+                    default: attr(node, "Default"),
+                    value: text,
+                    mode: attr(node, "Mode"),
+                    description: attr(node, "Description"),
+                    display: attr(node, "Display"),
+                    required: attr(node, "Required"),
+                    mask: attr(node, "Mask"),
+                });
+            } else {
+                fields.push((node.tag_name().name().to_owned(), text));
+            }
+        }
+        Self { fields, configs }
+    }
+
+    fn field(&self, name: &str) -> &str {
+        self.fields.iter().find(|(tag, _)| tag == name).map_or_else(
+            || panic!("unraid-template.xml has no <{name}>"),
+            |(_, text)| text.as_str(),
+        )
+    }
+
+    fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.configs.iter().filter(move |c| c.kind == kind)
+    }
+
+    fn variable(&self, name: &str) -> &Entry {
+        self.of_kind("Variable")
+            .find(|c| c.target == name)
+            .unwrap_or_else(|| panic!("unraid-template.xml has no Variable {name}"))
+    }
+}
+
+/// `missing` / `extra` names, for failure messages.
+fn diff(expected: &BTreeSet<&str>, actual: &BTreeSet<&str>) -> String {
+    let missing: Vec<_> = expected.difference(actual).collect();
+    let extra: Vec<_> = actual.difference(expected).collect();
+    format!("missing: {missing:?}; extra: {extra:?}")
+}
+
+#[test]
+fn template_variables_are_exactly_the_settings() {
+    let template = Template::load();
+    let mut targets = BTreeSet::new();
+    for entry in template.of_kind("Variable") {
+        assert!(
+            targets.insert(entry.target.as_str()),
+            "Variable {} appears twice",
+            entry.target
+        );
+    }
+    for var in CONTAINER_VARS {
+        assert!(
+            targets.remove(var),
+            "unraid-template.xml lacks the container variable {var}"
+        );
+    }
+    let expected = settings();
+    assert_eq!(
+        targets,
+        expected,
+        "unraid-template.xml Variables differ from config::SETTINGS: {}",
+        diff(&expected, &targets)
+    );
+}
+
+#[test]
+fn template_configs_are_complete() {
+    let template = Template::load();
+    assert_eq!(template.field("Name"), "r2-sync");
+    assert_eq!(template.field("Repository"), "ghcr.io/r2-sync/r2-sync:latest");
+    assert_eq!(template.field("WebUI"), "http://[IP]:[PORT:8081]/health");
+    for tag in ["Registry", "Support", "Project", "Overview", "Category", "Icon"] {
+        assert!(!template.field(tag).is_empty(), "<{tag}> is empty");
+    }
+    let overview = template.field("Overview");
+    for word in ["cloudflared", "8080", "DRY_RUN", "SHADOW_DIR"] {
+        assert!(overview.contains(word), "<Overview> does not mention {word}");
+    }
+    for c in &template.configs {
+        assert!(!c.name.is_empty(), "a Config without Name: {c:?}");
+        assert!(!c.target.is_empty(), "Config {} has no Target", c.name);
+        assert!(!c.description.trim().is_empty(), "Config {} has no Description", c.name);
+        assert!(
+            ["always", "advanced"].contains(&c.display.as_str()),
+            "Config {}: Display {:?}",
+            c.name,
+            c.display
+        );
+        assert!(
+            ["true", "false"].contains(&c.required.as_str()) && ["true", "false"].contains(&c.mask.as_str()),
+            "Config {}: Required and Mask must be true or false",
+            c.name
+        );
+        // A fresh install shows the element's text; it must be the default.
+        assert_eq!(c.value, c.default, "Config {}: value differs from Default", c.name);
+        match c.kind.as_str() {
+            "Port" => assert_eq!(c.mode, "tcp", "Port {} Mode", c.name),
+            "Path" => assert_eq!(c.mode, "rw", "Path {} Mode", c.name),
+            "Variable" => assert_eq!(c.mode, "", "Variable {} Mode", c.name),
+            other => panic!("Config {} has Type {other:?}", c.name),
+        }
+    }
+}
+
+#[test]
+fn template_secrets_are_masked_and_required_settings_required() {
+    let template = Template::load();
+    for secret in SECRETS {
+        assert_eq!(
+            template.variable(secret).mask,
+            "true",
+            "{secret} must have Mask=\"true\""
+        );
+    }
+    for c in template.of_kind("Variable") {
+        if !SECRETS.contains(&c.target.as_str()) {
+            assert_eq!(c.mask, "false", "{} is not a secret: Mask=\"false\"", c.target);
+        }
+        let required = REQUIRED.contains(&c.target.as_str());
+        assert_eq!(c.required == "true", required, "{}: Required", c.target);
+        if required {
+            assert_eq!(c.display, "always", "{} is required: Display=\"always\"", c.target);
+            assert_eq!(c.default, "", "{} is required: no Default", c.target);
+        }
+    }
+}
+
+#[test]
+fn template_maps_the_ports_and_paths() {
+    let template = Template::load();
+    let ports: BTreeSet<&str> = template.of_kind("Port").map(|c| c.target.as_str()).collect();
+    assert_eq!(ports, BTreeSet::from(["8080", "8081"]), "Port Targets");
+    for c in template.of_kind("Port") {
+        assert_eq!(
+            c.default, c.target,
+            "Port {}: host port defaults to the container port",
+            c.name
+        );
+    }
+    let paths: BTreeSet<&str> = template.of_kind("Path").map(|c| c.target.as_str()).collect();
+    assert_eq!(paths, BTreeSet::from(["/config", "/media"]), "Path Targets");
+    let config = template.of_kind("Path").find(|c| c.target == "/config").unwrap();
+    assert_eq!(config.default, "/mnt/user/appdata/r2-sync");
+}
+
+#[test]
+fn template_defaults_match_the_contract() {
+    let template = Template::load();
+    for (var, default) in CONTRACT_DEFAULTS.iter().chain(CONTAINER_DEFAULTS) {
+        assert_eq!(template.variable(var).default, *default, "Default of {var}");
+    }
+}
+
+/// `NAME` → values of every `NAME=value` line, commented (`# NAME=value`) or not.
+fn env_example() -> Vec<(String, String)> {
+    read(".env.example")
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim().trim_start_matches('#').trim();
+            let (name, value) = line.split_once('=')?;
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            valid.then(|| (name.to_owned(), value.trim().to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn env_example_names_every_setting() {
+    let entries = env_example();
+    let named: BTreeSet<&str> = entries.iter().map(|(name, _)| name.as_str()).collect();
+    let mut expected = settings();
+    expected.extend(CONTAINER_VARS);
+    let missing: Vec<_> = expected.difference(&named).collect();
+    assert!(missing.is_empty(), ".env.example does not name {missing:?}");
+    for (var, default) in CONTRACT_DEFAULTS.iter().chain(CONTAINER_DEFAULTS) {
+        if default.is_empty() {
+            continue;
+        }
+        for (_, value) in entries.iter().filter(|(name, _)| name == var) {
+            assert_eq!(value, default, ".env.example: {var}");
+        }
+    }
+}
+
+#[test]
+fn compose_matches_the_image_and_env_example() {
+    let compose = read("docker-compose.yml");
+    for needle in [
+        "build: .",
+        "env_file: .env",
+        "\"8080:8080\"",
+        "\"8081:8081\"",
+        "./config:/config",
+        ":/media",
+        "restart: unless-stopped",
+        "[\"CMD\", \"r2-sync\", \"healthcheck\"]",
+        "image: cloudflare/cloudflared:latest",
+        "tunnel --no-autoupdate run",
+        "condition: service_healthy",
+    ] {
+        assert!(compose.contains(needle), "docker-compose.yml lacks {needle}");
+    }
+    // Every ${VAR} the compose file interpolates is documented in .env.example.
+    let named: BTreeSet<String> = env_example().into_iter().map(|(name, _)| name).collect();
+    for chunk in compose.split("${").skip(1) {
+        let var: String = chunk
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        assert!(
+            named.contains(&var),
+            "docker-compose.yml uses ${{{var}}}, which .env.example does not name"
+        );
+    }
+}
+
+/// The Dockerfile's instructions: comments dropped, continuation lines joined.
+fn dockerfile() -> Vec<(String, String)> {
+    let text = read("Dockerfile");
+    let mut instructions = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_empty()) {
+            continue;
+        }
+        if let Some(part) = trimmed.strip_suffix('\\') {
+            current.push_str(part);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(trimmed);
+        let (keyword, args) = current.split_once(char::is_whitespace).unwrap_or((&current, ""));
+        instructions.push((keyword.to_ascii_uppercase(), args.trim().to_owned()));
+        current.clear();
+    }
+    instructions
+}
+
+#[test]
+fn dockerfile_builds_and_runs_r2_sync() {
+    let instructions = dockerfile();
+    let args = |keyword: &str| -> Vec<&str> {
+        instructions
+            .iter()
+            .filter(|(k, _)| k == keyword)
+            .map(|(_, a)| a.as_str())
+            .collect()
+    };
+
+    let exposed: BTreeSet<&str> = args("EXPOSE").iter().flat_map(|a| a.split_whitespace()).collect();
+    for port in ["8080", "8081"] {
+        assert!(
+            exposed.contains(port) || exposed.contains(format!("{port}/tcp").as_str()),
+            "EXPOSE {port}"
+        );
+    }
+    assert_eq!(args("STOPSIGNAL"), ["SIGTERM"], "STOPSIGNAL SIGTERM");
+    let healthcheck = args("HEALTHCHECK");
+    assert_eq!(healthcheck.len(), 1, "one HEALTHCHECK");
+    assert!(
+        healthcheck[0].contains("r2-sync\", \"healthcheck\"]"),
+        "HEALTHCHECK runs `r2-sync healthcheck`: {}",
+        healthcheck[0]
+    );
+
+    let builds: Vec<&str> = args("RUN").into_iter().filter(|a| a.contains("cargo build")).collect();
+    assert_eq!(builds.len(), 1, "one RUN with cargo build");
+    let after = builds[0].split("cargo build").nth(1).unwrap();
+    let command: Vec<&str> = after.split("&&").next().unwrap().split_whitespace().collect();
+    assert!(command.contains(&"--release"), "cargo build --release: {command:?}");
+    assert!(command.contains(&"--locked"), "cargo build --locked: {command:?}");
+    assert!(
+        command
+            .windows(2)
+            .any(|w| w == ["-p", "r2-sync"] || w == ["--package", "r2-sync"]),
+        "cargo build -p r2-sync: {command:?}"
+    );
+    assert!(
+        builds[0].contains("target/release/r2-sync"),
+        "the image takes target/release/r2-sync"
+    );
+    assert!(
+        args("COPY").iter().any(|a| a.contains("/usr/local/bin/r2-sync")),
+        "the binary is installed as /usr/local/bin/r2-sync"
+    );
+
+    let env: BTreeSet<&str> = args("ENV").iter().flat_map(|a| a.split_whitespace()).collect();
+    for (var, default) in CONTRACT_DEFAULTS
+        .iter()
+        .filter(|(v, _)| ["STATE_DIR", "ARCHIVE_DIR"].contains(v))
+    {
+        assert!(env.contains(format!("{var}={default}").as_str()), "ENV {var}={default}");
+    }
+    for (var, default) in CONTAINER_DEFAULTS {
+        assert!(env.contains(format!("{var}={default}").as_str()), "ENV {var}={default}");
+    }
+    let volumes = args("VOLUME").join(" ");
+    assert!(
+        volumes.contains("/config") && volumes.contains("/media"),
+        "VOLUME /config /media"
+    );
+    assert_eq!(
+        args("ENTRYPOINT"),
+        [r#"["/usr/bin/tini", "--", "/usr/local/bin/docker-entrypoint.sh"]"#]
+    );
+    assert_eq!(args("CMD"), [r#"["run"]"#]);
+}
+
+#[test]
+fn entrypoint_applies_the_container_defaults() {
+    let entrypoint = read("docker/entrypoint.sh");
+    assert!(
+        entrypoint.starts_with("#!/bin/sh"),
+        "docker/entrypoint.sh is a POSIX sh script"
+    );
+    for (var, default) in CONTAINER_DEFAULTS {
+        assert!(
+            entrypoint.contains(&format!("{var}=\"${{{var}:-{default}}}\"")),
+            "entrypoint default {var}={default}"
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! The S3-compatible server that r2-sync's tests, demo and benchmarks run against.
+//!
+//! It is `s3s-fs` (objects as plain files, SigV4, ranges, multipart, MD5 ETags) with two
+//! additions R2 has and s3s-fs lacks or hides: `If-Match` on `GET`, and a counter of the body
+//! bytes it has sent (`GET /_stats`), so tests can prove a resumed download fetched only the
+//! missing bytes. On start it prints `listening on <addr>` so a harness can bind port 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use clap::Parser;
+use futures::TryStreamExt;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::auth::SimpleAuth;
+use s3s::dto::*;
+use s3s::service::S3ServiceBuilder;
+use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
+use s3s_fs::FileSystem;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Parser)]
+struct Opt {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    #[arg(long, env = "S3_ACCESS_KEY")]
+    access_key: String,
+    #[arg(long, env = "S3_SECRET_KEY")]
+    secret_key: String,
+    /// Root directory: one sub-directory per bucket.
+    root: PathBuf,
+}
+
+struct Counted {
+    fs: FileSystem,
+    sent: Arc<AtomicU64>,
+}
+
+// Generates the whole `impl S3` so that `async_trait` sees the expanded methods.
+macro_rules! impl_s3_delegating {
+    ($($name:ident: $input:ty => $output:ty;)* { $($own:item)* }) => {
+        #[async_trait::async_trait]
+        impl S3 for Counted {
+            $(
+                async fn $name(&self, req: S3Request<$input>) -> S3Result<S3Response<$output>> {
+                    self.fs.$name(req).await
+                }
+            )*
+            $($own)*
+        }
+    };
+}
+
+impl_s3_delegating! {
+        create_bucket: CreateBucketInput => CreateBucketOutput;
+        delete_bucket: DeleteBucketInput => DeleteBucketOutput;
+        head_bucket: HeadBucketInput => HeadBucketOutput;
+        list_buckets: ListBucketsInput => ListBucketsOutput;
+        get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput;
+        put_object: PutObjectInput => PutObjectOutput;
+        head_object: HeadObjectInput => HeadObjectOutput;
+        delete_object: DeleteObjectInput => DeleteObjectOutput;
+        delete_objects: DeleteObjectsInput => DeleteObjectsOutput;
+        copy_object: CopyObjectInput => CopyObjectOutput;
+        list_objects: ListObjectsInput => ListObjectsOutput;
+        list_objects_v2: ListObjectsV2Input => ListObjectsV2Output;
+        create_multipart_upload: CreateMultipartUploadInput => CreateMultipartUploadOutput;
+        upload_part: UploadPartInput => UploadPartOutput;
+        complete_multipart_upload: CompleteMultipartUploadInput => CompleteMultipartUploadOutput;
+        abort_multipart_upload: AbortMultipartUploadInput => AbortMultipartUploadOutput;
+        list_parts: ListPartsInput => ListPartsOutput;
+    {
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        let expected = req.input.if_match.clone();
+        let mut resp = self.fs.get_object(req).await?;
+        if let Some(ETagCondition::ETag(expected)) = expected {
+            let matches = resp.output.e_tag.as_ref().is_some_and(|e| e.strong_cmp(&expected));
+            if !matches {
+                return Err(s3_error!(PreconditionFailed, "ETag does not match"));
+            }
+        }
+        if let Some(body) = resp.output.body.take() {
+            let sent = Arc::clone(&self.sent);
+            let counted = body
+                .inspect_ok(move |chunk| {
+                    sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                })
+                .map_err(std::io::Error::other);
+            resp.output.body = Some(StreamingBlob::wrap(counted));
+        }
+        Ok(resp)
+    }
+    }
+}
+
+fn stats_response(sent: u64) -> http::Response<s3s::Body> {
+    let body = format!("{{\"get_body_bytes\":{sent}}}");
+    http::Response::builder()
+        .header("content-type", "application/json")
+        .body(s3s::Body::from(body))
+        .expect("static response is valid")
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let opt = Opt::parse();
+    std::fs::create_dir_all(&opt.root)?;
+    let sent = Arc::new(AtomicU64::new(0));
+    let fs = FileSystem::new(&opt.root).map_err(|e| format!("{e:?}"))?;
+    let mut builder = S3ServiceBuilder::new(Counted {
+        fs,
+        sent: Arc::clone(&sent),
+    });
+    builder.set_auth(SimpleAuth::from_single(opt.access_key, opt.secret_key));
+    let service = builder.build();
+
+    let listener = TcpListener::bind(opt.listen).await?;
+    println!("listening on {}", listener.local_addr()?);
+    let http = ConnBuilder::new(TokioExecutor::new());
+    loop {
+        let (socket, _) = listener.accept().await?;
+        let _ = socket.set_nodelay(true);
+        let service = service.clone();
+        let sent = Arc::clone(&sent);
+        let handler = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let service = service.clone();
+            let sent = Arc::clone(&sent);
+            async move {
+                if req.uri().path() == "/_stats" {
+                    return Ok(stats_response(sent.load(Ordering::Relaxed)));
+                }
+                service.call(req.map(s3s::Body::from)).await
+            }
+        });
+        let conn = http.serve_connection(TokioIo::new(socket), handler).into_owned();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+}
