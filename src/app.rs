@@ -18,6 +18,7 @@ pub async fn run(command: Command, cfg: Config, log: Logger) -> ExitCode {
     match command {
         Command::Check => check(&cfg).await,
         Command::Status { json } => status(&cfg, json),
+        Command::Sync { once } => sync(cfg, log, once).await,
         other => {
             slog::error!(log, "not yet implemented"; "command" => format!("{other:?}"));
             ExitCode::FAILURE
@@ -123,4 +124,68 @@ fn status(cfg: &Config, json: bool) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// The shared parts every long-running command needs.
+pub struct Parts {
+    pub cfg: std::sync::Arc<Config>,
+    pub ledger: std::sync::Arc<Ledger>,
+    pub db: Db,
+    pub storage: Storage,
+}
+
+impl Parts {
+    pub fn open(cfg: Config) -> Result<Self, String> {
+        std::fs::create_dir_all(&cfg.state_dir)
+            .map_err(|e| format!("state directory {}: {e}", cfg.state_dir.display()))?;
+        let ledger = Ledger::open(&cfg.state_dir.join(LEDGER_FILE)).map_err(|e| e.to_string())?;
+        let db = Db::new(&cfg.db, instance_name(&cfg)).map_err(|e| e.to_string())?;
+        let storage = Storage::new(&cfg.r2).map_err(|e| e.to_string())?;
+        Ok(Self {
+            cfg: std::sync::Arc::new(cfg),
+            ledger: std::sync::Arc::new(ledger),
+            db,
+            storage,
+        })
+    }
+
+    pub fn syncer(&self, log: &Logger) -> crate::sync::Syncer {
+        crate::sync::Syncer {
+            cfg: self.cfg.clone(),
+            db: self.db.clone(),
+            storage: self.storage.clone(),
+            ledger: self.ledger.clone(),
+            log: log.new(slog::o!("role" => "sync")),
+        }
+    }
+}
+
+async fn sync(cfg: Config, log: Logger, once: bool) -> ExitCode {
+    let parts = match Parts::open(cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            slog::error!(log, "cannot start"; "error" => e);
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = parts.db.ensure_lease_table().await {
+        slog::warn!(log, "cannot prepare the lease table (will retry on each pass)"; "error" => %e);
+    }
+    let shutdown = crate::shutdown::CancellationToken::new();
+    if let Err(e) = crate::shutdown::on_signals(shutdown.clone(), log.clone()) {
+        slog::error!(log, "cannot install signal handlers"; "error" => %e);
+        return ExitCode::FAILURE;
+    }
+    let syncer = parts.syncer(&log);
+    if !once {
+        crate::sync::schedule::run(syncer, shutdown).await;
+        return ExitCode::SUCCESS;
+    }
+    syncer.reconcile().await;
+    let report = syncer.pass(&shutdown).await;
+    if report.all_succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -231,6 +231,21 @@ impl Db {
         Ok(rows.iter().map(MediaRow::from_row).collect())
     }
 
+    /// The rows a pass would claim, without claiming them (dry run).
+    pub async fn claimable(&self, limit: u32) -> Result<Vec<MediaRow>, DbError> {
+        let sql = format!(
+            "SELECT {MEDIA_COLUMNS} FROM media WHERE status = $1 AND deleted_at IS NULL \
+             ORDER BY approved_at ASC NULLS LAST, id ASC LIMIT $2"
+        );
+        let rows = self
+            .client()
+            .await?
+            .query(&sql, &[&names::STATUS_APPROVED, &i64::from(limit)])
+            .await
+            .map_err(query("list approved"))?;
+        Ok(rows.iter().map(MediaRow::from_row).collect())
+    }
+
     /// Extends our leases on rows still in progress.
     pub async fn renew(&self, ids: &[i64], lease: Duration) -> Result<(), DbError> {
         let sql = format!(

@@ -10,5 +10,6 @@ pub mod logging;
 pub mod probe;
 pub mod shutdown;
 pub mod storage;
+pub mod sync;
 
 pub use r2_sync_state as state;

@@ -5,7 +5,7 @@
 //! without a migration). A second table maps archive paths to media ids for the file server.
 //! This crate does no network or file I/O besides its own database.
 
-mod entry;
+pub mod entry;
 
 use std::path::Path;
 

@@ -1,0 +1,300 @@
+//! Resumable, verified download of one object into a temp file.
+//!
+//! The object is fetched in segments; after each one the file is fsynced and only then is
+//! the new length recorded in the ledger, so a recorded length is always on disk. A restart
+//! truncates the temp file to the recorded length, re-hashes that prefix, and continues with a
+//! ranged GET guarded by `If-Match` on the ETag.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use md5::{Digest, Md5};
+use sha2::Sha256;
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio_util::sync::CancellationToken;
+
+use crate::storage::{ObjectInfo, Storage, StorageError};
+
+/// Bytes fetched per request; also the checkpoint interval.
+pub const SEGMENT: u64 = 64 << 20;
+const WRITE_BUFFER: usize = 1 << 20;
+/// A transfer that makes no progress for this long is abandoned (and retried later).
+const STALL: Duration = Duration::from_secs(60);
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Error)]
+pub enum DownloadError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("temp file {path}: {source}")]
+    Disk {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no data received for {}s", STALL.as_secs())]
+    Stalled,
+    #[error("interrupted by shutdown")]
+    Interrupted,
+    #[error("size mismatch: bucket says {expected} bytes, got {actual}")]
+    SizeMismatch { expected: u64, actual: u64 },
+    #[error("checksum mismatch: ETag {etag}, MD5 of the bytes {actual}")]
+    ChecksumMismatch { etag: String, actual: String },
+}
+
+impl DownloadError {
+    fn disk(path: &Path) -> impl FnOnce(std::io::Error) -> DownloadError + '_ {
+        move |source| DownloadError::Disk {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// A finished, verified download.
+#[derive(Debug, Clone)]
+pub struct Downloaded {
+    pub sha256: String,
+    pub md5: String,
+    /// Bytes fetched from the bucket by this call (less than the size after a resume).
+    pub fetched: u64,
+}
+
+/// The ETag of a single-part upload is the MD5 of the body; multipart ETags (`…-N`) are not.
+pub fn etag_is_md5(etag: &str) -> bool {
+    etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Checks the finished file against what the bucket said.
+pub fn verify(object: &ObjectInfo, size: u64, md5_hex: &str) -> Result<(), DownloadError> {
+    if size != object.size {
+        return Err(DownloadError::SizeMismatch {
+            expected: object.size,
+            actual: size,
+        });
+    }
+    if etag_is_md5(&object.etag) && !object.etag.eq_ignore_ascii_case(md5_hex) {
+        return Err(DownloadError::ChecksumMismatch {
+            etag: object.etag.clone(),
+            actual: md5_hex.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Writes through a buffer while hashing and counting what passes.
+struct HashingWriter {
+    inner: BufWriter<tokio::fs::File>,
+    md5: Md5,
+    sha256: Sha256,
+    written: Arc<AtomicU64>,
+}
+
+impl AsyncWrite for HashingWriter {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = poll {
+            self.md5.update(&buf[..n]);
+            self.sha256.update(&buf[..n]);
+            self.written.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Opens `temp` for appending after `resume_from` bytes (truncating anything beyond, which
+/// was never recorded as durable) and hashes the kept prefix.
+async fn open_resumed(temp: &Path, resume_from: u64) -> Result<(HashingWriter, Arc<AtomicU64>), DownloadError> {
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(temp)
+        .await
+        .map_err(DownloadError::disk(temp))?;
+    let on_disk = file.metadata().await.map_err(DownloadError::disk(temp))?.len();
+    let keep = resume_from.min(on_disk);
+    file.set_len(keep).await.map_err(DownloadError::disk(temp))?;
+    let (mut md5, mut sha256) = (Md5::new(), Sha256::new());
+    let mut buf = vec![0u8; WRITE_BUFFER];
+    let mut left = keep;
+    while left > 0 {
+        let n = file
+            .read(&mut buf[..left.min(WRITE_BUFFER as u64) as usize])
+            .await
+            .map_err(DownloadError::disk(temp))?;
+        if n == 0 {
+            break;
+        }
+        md5.update(&buf[..n]);
+        sha256.update(&buf[..n]);
+        left -= n as u64;
+    }
+    let written = Arc::new(AtomicU64::new(keep));
+    let inner = BufWriter::with_capacity(WRITE_BUFFER, file);
+    Ok((
+        HashingWriter {
+            inner,
+            md5,
+            sha256,
+            written: Arc::clone(&written),
+        },
+        written,
+    ))
+}
+
+/// What the caller does at each durable checkpoint (records progress in the ledger).
+pub type Checkpoint<'a> = &'a (dyn Fn(u64) + Send + Sync);
+
+pub struct Request<'a> {
+    pub storage: &'a Storage,
+    pub key: &'a str,
+    pub object: &'a ObjectInfo,
+    pub temp: PathBuf,
+    pub resume_from: u64,
+    pub shutdown: &'a CancellationToken,
+    pub log: &'a slog::Logger,
+}
+
+/// Downloads the rest of the object and verifies the whole file.
+pub async fn run(req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Downloaded, DownloadError> {
+    let (mut writer, written) = open_resumed(&req.temp, req.resume_from).await?;
+    let start = written.load(Ordering::Relaxed);
+    let total = req.object.size;
+    let watch = watch_progress(req.log.clone(), Arc::clone(&written), start, total);
+    let result = fetch_segments(&req, &mut writer, &written, checkpoint).await;
+    watch.abort();
+    // Whatever happened, make what was written durable and record it before returning.
+    let durable = sync(&mut writer, &req.temp).await;
+    if durable.is_ok() {
+        checkpoint(written.load(Ordering::Relaxed));
+    }
+    result?;
+    durable?;
+    let size = written.load(Ordering::Relaxed);
+    let md5 = hex::encode(writer.md5.finalize_reset());
+    verify(req.object, size, &md5)?;
+    Ok(Downloaded {
+        sha256: hex::encode(writer.sha256.finalize_reset()),
+        md5,
+        fetched: size - start,
+    })
+}
+
+async fn sync(writer: &mut HashingWriter, temp: &Path) -> Result<(), DownloadError> {
+    writer.inner.flush().await.map_err(DownloadError::disk(temp))?;
+    writer
+        .inner
+        .get_ref()
+        .sync_data()
+        .await
+        .map_err(DownloadError::disk(temp))
+}
+
+async fn fetch_segments(
+    req: &Request<'_>,
+    writer: &mut HashingWriter,
+    written: &Arc<AtomicU64>,
+    checkpoint: Checkpoint<'_>,
+) -> Result<(), DownloadError> {
+    let total = req.object.size;
+    loop {
+        let from = written.load(Ordering::Relaxed);
+        if from >= total {
+            return Ok(());
+        }
+        let to = (from + SEGMENT).min(total) - 1;
+        let get = req.storage.download(req.key, &req.object.etag, from, Some(to), writer);
+        tokio::select! {
+            res = get => res?,
+            () = req.shutdown.cancelled() => return Err(DownloadError::Interrupted),
+            () = stalled(written) => return Err(DownloadError::Stalled),
+        }
+        let got = written.load(Ordering::Relaxed);
+        if got != to + 1 {
+            return Err(DownloadError::SizeMismatch {
+                expected: to + 1,
+                actual: got,
+            });
+        }
+        sync(writer, &req.temp).await?;
+        checkpoint(got);
+    }
+}
+
+/// Resolves once `written` has not moved for [`STALL`].
+async fn stalled(written: &AtomicU64) {
+    let mut last = written.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(STALL).await;
+        let now = written.load(Ordering::Relaxed);
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// Logs bytes, rate and ETA every few seconds while a transfer runs.
+fn watch_progress(log: slog::Logger, written: Arc<AtomicU64>, start: u64, total: u64) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let began = Instant::now();
+        loop {
+            tokio::time::sleep(PROGRESS_EVERY).await;
+            let done = written.load(Ordering::Relaxed);
+            let secs = began.elapsed().as_secs_f64().max(0.001);
+            let rate = (done - start) as f64 / secs;
+            let eta = if rate > 0.0 {
+                (total.saturating_sub(done)) as f64 / rate
+            } else {
+                f64::INFINITY
+            };
+            slog::info!(log, "transfer progress";
+                "stage" => "downloading", "bytes" => done, "total" => total,
+                "rate_bytes_per_s" => rate as u64, "eta_s" => eta.min(1e9) as u64,
+                "elapsed_ms" => began.elapsed().as_millis() as u64);
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(size: u64, etag: &str) -> ObjectInfo {
+        ObjectInfo {
+            size,
+            etag: etag.into(),
+            content_type: None,
+        }
+    }
+
+    #[test]
+    fn single_part_etags_are_checked_multipart_ones_only_by_size() {
+        let md5 = "0cc175b9c0f1b6a831c399e269772661";
+        assert!(verify(&object(1, md5), 1, md5).is_ok());
+        assert!(matches!(
+            verify(&object(1, md5), 1, "ffff").unwrap_err(),
+            DownloadError::ChecksumMismatch { .. }
+        ));
+        assert!(matches!(
+            verify(&object(2, md5), 1, md5).unwrap_err(),
+            DownloadError::SizeMismatch { .. }
+        ));
+        assert!(verify(&object(1, "abcdef-3"), 1, md5).is_ok());
+        assert!(etag_is_md5(md5));
+        assert!(!etag_is_md5("abc-2"));
+    }
+}

@@ -1,0 +1,331 @@
+//! One file's way through the pipeline, resuming from whatever stage the ledger holds.
+
+use std::path::{Path, PathBuf};
+
+use slog::{info, o, warn, Logger};
+use tokio_util::sync::CancellationToken;
+
+use super::download::{self, DownloadError};
+use super::sidecar::{Facts, Sidecar};
+use super::{FileOutcome, Syncer};
+use crate::archive;
+use crate::db::MediaRow;
+use crate::probe::{self, ProbeSummary};
+use crate::state::{entry::now_secs, Entry, Stage};
+use crate::storage::StorageError;
+
+/// Download attempts that end in a size or checksum mismatch before the file is failed.
+const MAX_CORRUPT_DOWNLOADS: u32 = 3;
+
+/// Why a step stopped.
+pub(super) enum Trouble {
+    /// Never going to work: fail the row.
+    Permanent(String),
+    /// Try again later.
+    Transient(String),
+    /// Shutdown: progress is checkpointed.
+    Interrupted,
+    /// The row is no longer approved.
+    Abandon(String),
+}
+
+/// Backoff before the next attempt: 30 s doubling per attempt, capped at 6 h, ±20 % jitter.
+pub fn backoff_secs(attempts: u32) -> u64 {
+    let base = 30u64.saturating_mul(1 << attempts.min(10)).min(6 * 3600);
+    let jitter = rand::random_range(0.8..1.2);
+    (base as f64 * jitter) as u64
+}
+
+impl Syncer {
+    pub(super) async fn process(&self, row: MediaRow, shutdown: &CancellationToken) -> FileOutcome {
+        let log = self.log.new(o!("media_id" => row.id));
+        let Ok(id) = u64::try_from(row.id) else {
+            warn!(log, "negative media id; skipped");
+            return FileOutcome::Skipped;
+        };
+        let mut entry = match self.ledger.get(id) {
+            Ok(existing) => self.fresh_or_existing(existing, &row),
+            Err(e) => {
+                warn!(log, "ledger unreadable; skipped"; "error" => %e);
+                return FileOutcome::Skipped;
+            }
+        };
+        if entry.retry_after > now_secs() {
+            return FileOutcome::Skipped;
+        }
+        let outcome = match self.advance(&row, &mut entry, shutdown, &log).await {
+            Ok(outcome) => outcome,
+            Err(trouble) => self.handle(trouble, &mut entry, &log).await,
+        };
+        if entry.stage.is_terminal() || entry.stage == Stage::Recorded {
+            let _ = self.db.release(row.id).await;
+        }
+        outcome
+    }
+
+    /// The ledger entry to continue with: a new one, or the existing one unless it ended
+    /// (a row approved again after failing or being abandoned starts over).
+    fn fresh_or_existing(&self, existing: Option<Entry>, row: &MediaRow) -> Entry {
+        let id = row.id as u64;
+        match existing {
+            Some(e) if !e.stage.is_terminal() => e,
+            Some(e) if e.stage == Stage::Shadowed && self.cfg.sync.shadow_dir.is_some() => e,
+            _ => {
+                let mut e = Entry::new(id, row.r2_key.clone());
+                e.content_type = Some(row.content_type.clone());
+                e.original_filename = Some(row.original_filename.clone());
+                e
+            }
+        }
+    }
+
+    fn save(&self, entry: &mut Entry, stage: Stage, log: &Logger) -> Result<(), Trouble> {
+        debug_assert!(entry.stage.can_move_to(stage), "{} -> {}", entry.stage, stage);
+        entry.stage = stage;
+        entry.touch();
+        self.ledger.put(entry).map_err(|e| Trouble::Transient(e.to_string()))?;
+        info!(log, "stage"; "stage" => stage.as_str(), "bytes" => entry.bytes_done);
+        Ok(())
+    }
+
+    async fn advance(
+        &self,
+        row: &MediaRow,
+        entry: &mut Entry,
+        shutdown: &CancellationToken,
+        log: &Logger,
+    ) -> Result<FileOutcome, Trouble> {
+        if matches!(entry.stage, Stage::Claimed | Stage::Downloading) {
+            self.fetch(entry, shutdown, log).await?;
+        }
+        if entry.stage == Stage::Downloaded {
+            self.place(row, entry, log).await?;
+        }
+        if entry.stage == Stage::Shadowed {
+            return Ok(FileOutcome::Archived);
+        }
+        if entry.stage == Stage::Archived && !self.record(entry, log).await {
+            return Ok(FileOutcome::ArchivedRecordOwed);
+        }
+        if entry.stage == Stage::Abandoned {
+            return Ok(FileOutcome::Abandoned);
+        }
+        if entry.stage == Stage::Recorded && !self.delete_object(entry, log).await {
+            return Ok(FileOutcome::ArchivedDeleteOwed);
+        }
+        Ok(if entry.stage == Stage::Done {
+            FileOutcome::Archived
+        } else {
+            FileOutcome::Skipped
+        })
+    }
+
+    fn temp_path(&self, id: u64) -> Result<PathBuf, Trouble> {
+        let dir = archive::temp_dir(self.cfg.target_dir()).map_err(|e| Trouble::Transient(e.to_string()))?;
+        Ok(dir.join(format!("{id}.part")))
+    }
+
+    /// Claimed/Downloading → Downloaded.
+    async fn fetch(&self, entry: &mut Entry, shutdown: &CancellationToken, log: &Logger) -> Result<(), Trouble> {
+        let object = match self.storage.head(&entry.r2_key).await {
+            Ok(o) => o,
+            Err(StorageError::NotFound { .. }) => {
+                return Err(Trouble::Permanent("object is gone from the bucket".into()))
+            }
+            Err(e) => return Err(Trouble::Transient(e.to_string())),
+        };
+        let temp = self.temp_path(entry.media_id)?;
+        if entry.etag.as_deref() != Some(&object.etag) || entry.size != Some(object.size) {
+            if entry.bytes_done > 0 {
+                info!(log, "object changed since the partial download; starting over"; "stage" => "downloading");
+            }
+            entry.restart_download();
+            let _ = std::fs::remove_file(&temp);
+            entry.etag = Some(object.etag.clone());
+            entry.size = Some(object.size);
+        }
+        entry.temp_path = Some(temp.display().to_string());
+        if entry.content_type.as_deref().is_none_or(str::is_empty) {
+            entry.content_type = object.content_type.clone();
+        }
+        self.save(entry, Stage::Downloading, log)?;
+        let snapshot = entry.clone();
+        let ledger = &self.ledger;
+        let checkpoint = move |bytes: u64| {
+            let mut e = snapshot.clone();
+            e.bytes_done = bytes;
+            e.touch();
+            let _ = ledger.put_lazy(&e);
+        };
+        let started = std::time::Instant::now();
+        let request = download::Request {
+            storage: &self.storage,
+            key: &entry.r2_key,
+            object: &object,
+            temp: temp.clone(),
+            resume_from: entry.bytes_done,
+            shutdown,
+            log,
+        };
+        let result = download::run(request, &checkpoint).await;
+        // The checkpoints wrote the progress; take it back into our copy.
+        if let Ok(Some(stored)) = self.ledger.get(entry.media_id) {
+            entry.bytes_done = stored.bytes_done;
+        }
+        match result {
+            Ok(done) => {
+                entry.sha256 = Some(done.sha256);
+                entry.bytes_done = object.size;
+                info!(log, "downloaded"; "stage" => "downloaded", "bytes" => object.size, "fetched" => done.fetched,
+                    "elapsed_ms" => started.elapsed().as_millis() as u64);
+                self.save(entry, Stage::Downloaded, log)
+            }
+            Err(e) => Err(self.download_trouble(e, entry, &temp)),
+        }
+    }
+
+    fn download_trouble(&self, e: DownloadError, entry: &mut Entry, temp: &Path) -> Trouble {
+        let restart = |entry: &mut Entry| {
+            let _ = std::fs::remove_file(temp);
+            entry.restart_download();
+        };
+        match e {
+            DownloadError::Interrupted => Trouble::Interrupted,
+            DownloadError::Storage(StorageError::NotFound { .. }) => {
+                restart(entry);
+                Trouble::Permanent("object is gone from the bucket".into())
+            }
+            DownloadError::Storage(StorageError::Changed { .. }) => {
+                restart(entry);
+                Trouble::Transient("object changed during the download; starting over".into())
+            }
+            DownloadError::SizeMismatch { .. } | DownloadError::ChecksumMismatch { .. } => {
+                restart(entry);
+                entry.attempts += 1;
+                if entry.attempts >= MAX_CORRUPT_DOWNLOADS {
+                    Trouble::Permanent(format!("{e} (after {} downloads)", entry.attempts))
+                } else {
+                    Trouble::Transient(e.to_string())
+                }
+            }
+            DownloadError::Disk { .. } => {
+                restart(entry);
+                Trouble::Transient(e.to_string())
+            }
+            other => Trouble::Transient(other.to_string()),
+        }
+    }
+
+    /// Downloaded → Archived (or Shadowed): check the row, validate, place, write the sidecar.
+    async fn place(&self, row: &MediaRow, entry: &mut Entry, log: &Logger) -> Result<(), Trouble> {
+        let shadow = self.cfg.sync.shadow_dir.is_some();
+        if !shadow {
+            if let Ok(current) = self.db.row(row.id).await {
+                match current {
+                    Some(r) if r.is_claimable() => {}
+                    Some(r) => return Err(Trouble::Abandon(format!("row is now {:?}", r.status))),
+                    None => return Err(Trouble::Abandon("row was deleted".into())),
+                }
+            }
+        }
+        let root = self.cfg.target_dir().to_path_buf();
+        let file = match (&entry.temp_path, &entry.archive_path) {
+            (_, Some(rel)) if root.join(rel).is_file() => root.join(rel),
+            (Some(temp), _) if Path::new(temp).is_file() => PathBuf::from(temp),
+            _ => {
+                entry.restart_download();
+                entry.archive_path = None;
+                self.save(entry, Stage::Claimed, log)?;
+                return Err(Trouble::Transient("downloaded file missing; downloading again".into()));
+            }
+        };
+        let summary = self.validate(&file).await?;
+        if entry.archive_path.is_none() {
+            let rel = archive::relative_path(
+                row.id,
+                row.approved_at.unwrap_or_else(chrono::Utc::now),
+                &row.original_filename,
+                &row.r2_key,
+            );
+            let (root2, file2) = (root.clone(), file.clone());
+            let placed = tokio::task::spawn_blocking(move || archive::place(&root2, &file2, &rel))
+                .await
+                .map_err(|e| Trouble::Transient(e.to_string()))?
+                .map_err(|e| Trouble::Transient(e.to_string()))?;
+            entry.archive_path = Some(placed.display().to_string());
+            entry.temp_path = None;
+            self.save(entry, Stage::Downloaded, log)?;
+        }
+        let rel = entry.archive_path.clone().expect("set above");
+        let facts = Facts {
+            size: entry.size.unwrap_or(entry.bytes_done),
+            sha256: entry.sha256.as_deref().unwrap_or(""),
+            etag: entry.etag.as_deref().unwrap_or(""),
+            probe: summary.as_ref(),
+        };
+        let json = Sidecar::new(row, &facts).to_json();
+        let sidecar = archive::sidecar_path(&root.join(&rel));
+        tokio::task::spawn_blocking(move || archive::write_atomic(&sidecar, &json))
+            .await
+            .map_err(|e| Trouble::Transient(e.to_string()))?
+            .map_err(|e| Trouble::Transient(e.to_string()))?;
+        info!(log, "archived"; "stage" => "archived", "archive_path" => &rel, "bytes" => facts.size);
+        self.save(entry, if shadow { Stage::Shadowed } else { Stage::Archived }, log)
+    }
+
+    async fn validate(&self, file: &Path) -> Result<Option<ProbeSummary>, Trouble> {
+        if !self.cfg.sync.validate_media {
+            return Ok(None);
+        }
+        match probe::probe(&self.cfg.sync.ffprobe_path, file, self.cfg.sync.ffprobe_timeout).await {
+            Ok(summary) => Ok(Some(summary)),
+            Err(e @ (probe::ProbeError::Rejected { .. } | probe::ProbeError::Timeout { .. })) => {
+                Err(Trouble::Permanent(e.to_string()))
+            }
+            Err(e) => Err(Trouble::Transient(e.to_string())),
+        }
+    }
+
+    /// Turns a stopped step into the ledger state and the pass outcome.
+    async fn handle(&self, trouble: Trouble, entry: &mut Entry, log: &Logger) -> FileOutcome {
+        match trouble {
+            Trouble::Interrupted => {
+                info!(log, "interrupted; progress kept"; "stage" => entry.stage.as_str(), "bytes" => entry.bytes_done);
+                FileOutcome::Skipped
+            }
+            Trouble::Transient(reason) => {
+                entry.attempts += 1;
+                entry.retry_after = now_secs() + backoff_secs(entry.attempts);
+                entry.error = Some(reason.clone());
+                entry.touch();
+                let _ = self.ledger.put(entry);
+                warn!(log, "attempt failed; will retry"; "stage" => entry.stage.as_str(), "error" => reason,
+                    "retry_in_s" => entry.retry_after.saturating_sub(now_secs()));
+                FileOutcome::Deferred
+            }
+            Trouble::Permanent(reason) => {
+                self.remove_temp(entry);
+                entry.error = Some(reason);
+                if self.save(entry, Stage::FailPending, log).is_err() {
+                    return FileOutcome::Deferred;
+                }
+                if self.cfg.sync.shadow_dir.is_none() {
+                    self.record_failure(entry, log).await;
+                }
+                FileOutcome::Failed
+            }
+            Trouble::Abandon(reason) => {
+                self.remove_temp(entry);
+                entry.error = Some(format!("{reason}; object left in the bucket"));
+                let _ = self.save(entry, Stage::Abandoned, log);
+                FileOutcome::Abandoned
+            }
+        }
+    }
+
+    fn remove_temp(&self, entry: &mut Entry) {
+        if let Some(temp) = entry.temp_path.take() {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The sync pipeline: claim → download → verify → validate → archive (+ sidecar) → record in
+//! PostgreSQL → delete from R2 → done, every stage recorded in the ledger first.
+
+pub mod download;
+mod file;
+mod owed;
+pub mod reconcile;
+pub mod schedule;
+pub mod sidecar;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::Serialize;
+use slog::{info, warn, Logger};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::state::Ledger;
+use crate::storage::Storage;
+
+/// How long a claim keeps other instances away; renewed while the pass runs.
+pub const LEASE: Duration = Duration::from_secs(60 * 60);
+const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5 * 60);
+
+/// Everything a pass needs.
+#[derive(Clone)]
+pub struct Syncer {
+    pub cfg: Arc<Config>,
+    pub db: Db,
+    pub storage: Storage,
+    pub ledger: Arc<Ledger>,
+    pub log: Logger,
+}
+
+/// How one file's turn in a pass ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileOutcome {
+    /// Archived, recorded and deleted from the bucket (or archived into the shadow dir).
+    Archived,
+    /// Archived and recorded; the bucket delete is owed and retried later.
+    ArchivedDeleteOwed,
+    /// Archived on disk; the database record is owed (PostgreSQL unreachable).
+    ArchivedRecordOwed,
+    /// Permanently failed (bad media, object gone…); the object stays in the bucket.
+    Failed,
+    /// The row stopped being approved; nothing archived is claimed, the object stays.
+    Abandoned,
+    /// A transient problem; retried on a later pass with backoff.
+    Deferred,
+    /// Not attempted this pass (backoff not over, shutdown).
+    Skipped,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PassReport {
+    pub claimed: usize,
+    pub archived: usize,
+    pub owed: usize,
+    pub failed: usize,
+    pub abandoned: usize,
+    pub deferred: usize,
+    pub skipped: usize,
+    pub settled: usize,
+    pub elapsed_ms: u64,
+}
+
+impl PassReport {
+    fn add(&mut self, outcome: FileOutcome) {
+        match outcome {
+            FileOutcome::Archived => self.archived += 1,
+            FileOutcome::ArchivedDeleteOwed | FileOutcome::ArchivedRecordOwed => self.owed += 1,
+            FileOutcome::Failed => self.failed += 1,
+            FileOutcome::Abandoned => self.abandoned += 1,
+            FileOutcome::Deferred => self.deferred += 1,
+            FileOutcome::Skipped => self.skipped += 1,
+        }
+    }
+
+    /// Every claimed file reached a final, successful state.
+    pub fn all_succeeded(&self) -> bool {
+        self.failed == 0 && self.deferred == 0 && self.owed == 0 && self.skipped == 0
+    }
+}
+
+impl Syncer {
+    /// One pass: settle what earlier passes owe, then claim and process a batch.
+    pub async fn pass(&self, shutdown: &CancellationToken) -> PassReport {
+        let started = Instant::now();
+        let mut report = PassReport::default();
+        if self.cfg.sync.dry_run {
+            self.dry_run().await;
+            return report;
+        }
+        if self.cfg.sync.shadow_dir.is_none() {
+            report.settled = self.settle_owed().await;
+        }
+        let mut claimed = self.db.claim(self.cfg.sync.batch_size, LEASE).await;
+        if claimed.is_err() && self.db.ensure_lease_table().await.is_ok() {
+            claimed = self.db.claim(self.cfg.sync.batch_size, LEASE).await;
+        }
+        let rows = match claimed {
+            Ok(rows) => rows,
+            Err(e) => {
+                warn!(self.log, "cannot claim rows; pass skipped"; "error" => %e);
+                report.deferred += 1;
+                return report;
+            }
+        };
+        report.claimed = rows.len();
+        info!(self.log, "pass started"; "claimed" => rows.len());
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let renew = self.renew_leases(ids);
+        let outcomes: Vec<FileOutcome> = futures::stream::iter(rows)
+            .map(|row| self.process(row, shutdown))
+            .buffer_unordered(self.cfg.sync.concurrency)
+            .collect()
+            .await;
+        renew.abort();
+        for outcome in outcomes {
+            report.add(outcome);
+        }
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        info!(self.log, "pass finished";
+            "claimed" => report.claimed, "archived" => report.archived, "owed" => report.owed,
+            "failed" => report.failed, "abandoned" => report.abandoned, "deferred" => report.deferred,
+            "skipped" => report.skipped, "settled" => report.settled, "elapsed_ms" => report.elapsed_ms);
+        report
+    }
+
+    fn renew_leases(&self, ids: Vec<i64>) -> tokio::task::JoinHandle<()> {
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE_RENEW_EVERY).await;
+                let _ = db.renew(&ids, LEASE).await;
+            }
+        })
+    }
+
+    /// `DRY_RUN`: read what a pass would take and say so; change nothing anywhere.
+    async fn dry_run(&self) {
+        match self.db.claimable(self.cfg.sync.batch_size).await {
+            Ok(rows) => {
+                for row in rows {
+                    let rel = crate::archive::relative_path(
+                        row.id,
+                        row.approved_at.unwrap_or_else(chrono::Utc::now),
+                        &row.original_filename,
+                        &row.r2_key,
+                    );
+                    info!(self.log, "dry run: would archive";
+                        "media_id" => row.id, "r2_key" => &row.r2_key, "archive_path" => rel.display().to_string());
+                }
+            }
+            Err(e) => warn!(self.log, "dry run: cannot read approved rows"; "error" => %e),
+        }
+    }
+}

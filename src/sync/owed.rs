@@ -1,0 +1,131 @@
+//! The writes a file owes the outside world once it is safe on disk: the PostgreSQL record,
+//! the bucket delete, the failure record. Applied in order and idempotently; when they cannot
+//! be applied now, the ledger keeps them and a later pass settles them.
+
+use serde_json::json;
+use slog::{info, o, warn, Logger};
+
+use super::Syncer;
+use crate::db::Outcome;
+use crate::state::{Entry, Stage};
+
+impl Syncer {
+    fn details(entry: &Entry) -> serde_json::Value {
+        json!({
+            "archive_path": entry.archive_path,
+            "sha256": entry.sha256,
+            "size": entry.size,
+            "etag": entry.etag,
+            "r2_key": entry.r2_key,
+            "r2_sync_version": env!("CARGO_PKG_VERSION"),
+        })
+    }
+
+    fn store(&self, entry: &mut Entry, stage: Stage, log: &Logger) {
+        entry.stage = stage;
+        entry.touch();
+        if let Err(e) = self.ledger.put(entry) {
+            warn!(log, "ledger write failed"; "stage" => stage.as_str(), "error" => %e);
+        } else {
+            info!(log, "stage"; "stage" => stage.as_str());
+        }
+    }
+
+    /// Archived → Recorded (or Abandoned). False when PostgreSQL could not be reached.
+    pub(super) async fn record(&self, entry: &mut Entry, log: &Logger) -> bool {
+        let path = entry.archive_path.clone().unwrap_or_default();
+        match self
+            .db
+            .record_archived(entry.media_id as i64, &path, &Self::details(entry))
+            .await
+        {
+            Ok(Outcome::Applied | Outcome::AlreadyApplied) => {
+                entry.error = None;
+                self.store(entry, Stage::Recorded, log);
+                true
+            }
+            Ok(Outcome::NotApproved { status }) => {
+                entry.error = Some(format!(
+                    "row is now {status:?}, not approved: archived copy kept at {path}, object left in the bucket"
+                ));
+                self.store(entry, Stage::Abandoned, log);
+                true
+            }
+            Err(e) => {
+                warn!(log, "record owed: database unreachable"; "stage" => "archived", "error" => %e);
+                false
+            }
+        }
+    }
+
+    /// Recorded → Done. False when the bucket refused or could not be reached.
+    pub(super) async fn delete_object(&self, entry: &mut Entry, log: &Logger) -> bool {
+        match self.storage.delete(&entry.r2_key).await {
+            Ok(()) => {
+                entry.error = None;
+                self.store(entry, Stage::Done, log);
+                true
+            }
+            Err(e) => {
+                warn!(log, "delete owed: bucket delete failed"; "stage" => "recorded", "error" => %e);
+                entry.error = Some(e.to_string());
+                let _ = self.ledger.put(entry);
+                false
+            }
+        }
+    }
+
+    /// FailPending → Failed (or Abandoned). False when PostgreSQL could not be reached.
+    pub(super) async fn record_failure(&self, entry: &mut Entry, log: &Logger) -> bool {
+        let reason = entry.error.clone().unwrap_or_default();
+        let details = json!({ "reason": reason, "r2_key": entry.r2_key, "r2_sync_version": env!("CARGO_PKG_VERSION") });
+        match self.db.record_failed(entry.media_id as i64, &details).await {
+            Ok(Outcome::Applied | Outcome::AlreadyApplied) => {
+                warn!(log, "file failed; object kept in the bucket"; "stage" => "failed", "error" => reason);
+                self.store(entry, Stage::Failed, log);
+                let _ = self.db.release(entry.media_id as i64).await;
+                true
+            }
+            Ok(Outcome::NotApproved { .. }) => {
+                self.store(entry, Stage::Abandoned, log);
+                true
+            }
+            Err(e) => {
+                warn!(log, "failure record owed: database unreachable"; "stage" => "fail_pending", "error" => %e);
+                false
+            }
+        }
+    }
+
+    /// Applies every write the ledger says is owed. Returns how many entries moved on.
+    pub async fn settle_owed(&self) -> usize {
+        let entries = match self.ledger.all() {
+            Ok(all) => all,
+            Err(e) => {
+                warn!(self.log, "ledger unreadable; nothing settled"; "error" => %e);
+                return 0;
+            }
+        };
+        let mut settled = 0;
+        for mut entry in entries {
+            let log = self.log.new(o!("media_id" => entry.media_id));
+            let moved = match entry.stage {
+                Stage::Archived => {
+                    self.record(&mut entry, &log).await && {
+                        entry.stage != Stage::Recorded || self.delete_object(&mut entry, &log).await
+                    }
+                }
+                Stage::Recorded => self.delete_object(&mut entry, &log).await,
+                Stage::FailPending => self.record_failure(&mut entry, &log).await,
+                _ => continue,
+            };
+            if moved {
+                settled += 1;
+                if entry.stage.is_terminal() || entry.stage == Stage::Recorded {
+                    let _ = self.db.release(entry.media_id as i64).await;
+                }
+            }
+        }
+        settled
+    }
+}

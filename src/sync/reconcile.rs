@@ -1,0 +1,69 @@
+//! Start-up reconciliation: bring the ledger, the disk, PostgreSQL and the bucket into
+//! agreement before the first pass. One log line per action.
+
+use std::path::{Path, PathBuf};
+
+use slog::info;
+
+use super::Syncer;
+use crate::archive;
+use crate::state::Stage;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    pub orphans_removed: usize,
+    pub partials_reset: usize,
+    pub owed_settled: usize,
+}
+
+impl Syncer {
+    pub async fn reconcile(&self) -> Reconciled {
+        let mut done = Reconciled::default();
+        let entries = self.ledger.all().unwrap_or_default();
+        let live: Vec<PathBuf> = entries
+            .iter()
+            .filter(|e| matches!(e.stage, Stage::Claimed | Stage::Downloading | Stage::Downloaded))
+            .filter_map(|e| e.temp_path.as_ref().map(PathBuf::from))
+            .collect();
+        for orphan in orphan_temp_files(self.cfg.target_dir(), &live) {
+            if std::fs::remove_file(&orphan).is_ok() {
+                info!(self.log, "reconcile: removed orphan temp file"; "path" => orphan.display().to_string());
+                done.orphans_removed += 1;
+            }
+        }
+        for mut entry in entries.into_iter().filter(|e| e.stage == Stage::Downloading) {
+            let on_disk = entry
+                .temp_path
+                .as_deref()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len());
+            if on_disk.unwrap_or(0) < entry.bytes_done {
+                info!(self.log, "reconcile: partial download shorter than recorded; restarting it";
+                    "media_id" => entry.media_id, "bytes" => entry.bytes_done);
+                entry.bytes_done = 0;
+                let _ = self.ledger.put(&entry);
+                done.partials_reset += 1;
+            } else {
+                info!(self.log, "reconcile: partial download will resume";
+                    "media_id" => entry.media_id, "bytes" => entry.bytes_done);
+            }
+        }
+        if self.cfg.sync.shadow_dir.is_none() && !self.cfg.sync.dry_run {
+            done.owed_settled = self.settle_owed().await;
+        }
+        info!(self.log, "reconcile finished"; "orphans_removed" => done.orphans_removed,
+            "partials_reset" => done.partials_reset, "owed_settled" => done.owed_settled);
+        done
+    }
+}
+
+/// Temp files under `root` that no live ledger entry owns.
+fn orphan_temp_files(root: &Path, live: &[PathBuf]) -> Vec<PathBuf> {
+    let Ok(dir) = std::fs::read_dir(root.join(archive::TEMP_DIR)) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && !live.contains(p))
+        .collect()
+}

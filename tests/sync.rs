@@ -1,0 +1,270 @@
+//! The sync pipeline end to end: the real binary against real PostgreSQL, S3 server and
+//! ffprobe.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{media, NewMedia, Rig};
+use sha2::{Digest, Sha256};
+
+/// Uploads `file` under `key` and inserts an approved row for it.
+async fn seed(rig: &Rig, file: &Path, key: &str, original: &str) -> i64 {
+    let bytes = std::fs::read(file).unwrap();
+    rig.storage().put(key, &bytes, "video/mp4").await.unwrap();
+    rig.insert_media(&NewMedia::approved(key, original)).await
+}
+
+async fn row(rig: &Rig, id: i64) -> (String, Option<String>) {
+    let r = rig
+        .db
+        .client()
+        .await
+        .query_one("SELECT status, archive_path FROM media WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
+async fn audit_count(rig: &Rig, id: i64, action: &str) -> i64 {
+    let c = rig.db.client().await;
+    c.query_one(
+        "SELECT count(*) FROM audit_logs WHERE entity_id = $1 AND action = $2",
+        &[&id, &action],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+async fn in_bucket(rig: &Rig, key: &str) -> bool {
+    rig.storage().head(key).await.is_ok()
+}
+
+fn sha256(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+async fn sync_once(rig: &Rig, extra: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = rig.command(&["sync", "--once"]);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn a_pass_archives_good_media_and_fails_broken_files_keeping_them_in_r2() {
+    let rig = Rig::new().await;
+    let src = tempfile::tempdir().unwrap();
+    let mut good = Vec::new();
+    for (i, name) in ["one.mp4", "two.mkv", "three.mp4"].iter().enumerate() {
+        let file = media::video(src.path(), name, 2);
+        let key = format!("uploads/{i}/{name}");
+        good.push((seed(&rig, &file, &key, name).await, file, key));
+    }
+    let corrupt = media::corrupt(src.path(), "noise.mp4", 40_000);
+    let corrupt_id = seed(&rig, &corrupt, "uploads/noise.mp4", "noise.mp4").await;
+    let truncated = media::truncated(src.path(), "half.mp4");
+    let truncated_id = seed(&rig, &truncated, "uploads/half.mp4", "half.mp4").await;
+
+    let (code, logs) = sync_once(&rig, &[]).await;
+    assert_eq!(code, Some(1), "failures make --once exit non-zero\n{logs}");
+
+    for (id, file, key) in &good {
+        let (status, path) = row(&rig, *id).await;
+        assert_eq!(status, "archived", "{logs}");
+        let path = path.expect("archive_path set");
+        let archived = rig.archive_dir().join(&path);
+        assert_eq!(sha256(&archived), sha256(file), "byte-identical");
+        assert!(path.contains(&format!("/{id}-")), "{path}");
+        let sidecar: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(format!("{}.json", archived.display())).unwrap()).unwrap();
+        assert_eq!(sidecar["media_id"], *id);
+        assert_eq!(sidecar["sha256"], sha256(file));
+        assert_eq!(sidecar["r2_key"], key.as_str());
+        assert_eq!(sidecar["size"], std::fs::metadata(file).unwrap().len());
+        assert!(sidecar["probe"]["duration_secs"].as_f64().unwrap() > 1.5);
+        assert!(sidecar["probe"]["streams"].as_array().unwrap().len() >= 2);
+        for field in [
+            "user_id",
+            "title",
+            "description",
+            "original_filename",
+            "content_type",
+            "etag",
+            "approved_at",
+            "archived_at",
+            "r2_sync_version",
+        ] {
+            assert!(!sidecar[field].is_null(), "sidecar lacks {field}");
+        }
+        assert_eq!(audit_count(&rig, *id, "media.archived").await, 1);
+        assert!(!in_bucket(&rig, key).await, "object deleted after recording");
+    }
+    for (id, key) in [(corrupt_id, "uploads/noise.mp4"), (truncated_id, "uploads/half.mp4")] {
+        assert_eq!(row(&rig, id).await.0, "failed");
+        assert_eq!(audit_count(&rig, id, "media.sync_failed").await, 1);
+        assert!(in_bucket(&rig, key).await, "a failed file stays in R2");
+    }
+    let leftovers: Vec<_> = files_under(&rig.archive_dir())
+        .into_iter()
+        .filter(|p| {
+            p.to_string_lossy().contains(".r2-sync-tmp") || p.extension().is_some_and(|e| e == "part" || e == "tmp")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(
+        logs.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "every log line is JSON"
+    );
+    assert!(!logs.contains(common::SECRET_KEY));
+
+    // A second pass finds nothing new and changes nothing.
+    let before = files_under(&rig.archive_dir()).len();
+    let (code, _) = sync_once(&rig, &[]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(files_under(&rig.archive_dir()).len(), before);
+}
+
+#[tokio::test]
+async fn hostile_names_and_keys_land_inside_the_archive() {
+    let rig = Rig::new().await;
+    let src = tempfile::tempdir().unwrap();
+    let file = media::video(src.path(), "v.mp4", 1);
+    let long = "x".repeat(1000) + ".mp4";
+    let names = [
+        "../../etc/passwd",
+        "..",
+        "",
+        "bad\u{1}\u{7f}name\n.mp4",
+        long.as_str(),
+        "/absolute/path.mp4",
+        "same.mp4",
+        "same.mp4",
+        "ＮＵＬ∕..∕look-alike.mp4",
+    ];
+    let mut ids = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let key = format!("uploads/{i}/we ird %20 näme?&=.mp4");
+        ids.push(seed(&rig, &file, &key, name).await);
+    }
+    let (code, logs) = sync_once(&rig, &[("BATCH_SIZE", "20")]).await;
+    assert_eq!(code, Some(0), "{logs}");
+    let archive = rig.archive_dir().canonicalize().unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for id in ids {
+        let (status, path) = row(&rig, id).await;
+        assert_eq!(status, "archived");
+        let path = path.unwrap();
+        let full = archive.join(&path).canonicalize().unwrap();
+        assert!(full.starts_with(&archive), "{path} escapes the archive");
+        assert!(full.file_name().unwrap().len() <= 255);
+        assert!(!path.chars().any(char::is_control), "{path:?}");
+        assert!(seen.insert(path.clone()), "two rows share {path}");
+    }
+    assert!(!Path::new("/etc/passwd.json").exists());
+}
+
+#[tokio::test]
+async fn dry_run_and_shadow_change_nothing_they_must_not() {
+    let rig = Rig::new().await;
+    let src = tempfile::tempdir().unwrap();
+    let file = media::video(src.path(), "v.mp4", 1);
+    let id = seed(&rig, &file, "uploads/v.mp4", "v.mp4").await;
+
+    let (code, logs) = sync_once(&rig, &[("DRY_RUN", "true")]).await;
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("would archive"), "{logs}");
+    assert_eq!(row(&rig, id).await.0, "approved");
+    assert!(in_bucket(&rig, "uploads/v.mp4").await);
+    assert!(files_under(&rig.archive_dir()).is_empty());
+
+    let shadow = rig.dir.path().join("shadow");
+    std::fs::create_dir_all(&shadow).unwrap();
+    let (code, logs) = sync_once(&rig, &[("SHADOW_DIR", shadow.to_str().unwrap())]).await;
+    assert_eq!(code, Some(0), "{logs}");
+    let shadowed: Vec<_> = files_under(&shadow)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "mp4"))
+        .collect();
+    assert_eq!(shadowed.len(), 1, "{shadowed:?}");
+    assert_eq!(sha256(&shadowed[0]), sha256(&file));
+    assert_eq!(
+        row(&rig, id).await.0,
+        "approved",
+        "shadow mode writes nothing to the database"
+    );
+    assert_eq!(audit_count(&rig, id, "media.archived").await, 0);
+    assert!(in_bucket(&rig, "uploads/v.mp4").await, "shadow mode deletes nothing");
+    assert!(files_under(&rig.archive_dir()).is_empty());
+
+    // Cutover: a normal pass then archives it for real.
+    let (code, logs) = sync_once(&rig, &[]).await;
+    assert_eq!(code, Some(0), "{logs}");
+    assert_eq!(row(&rig, id).await.0, "archived");
+    assert!(!in_bucket(&rig, "uploads/v.mp4").await);
+}
+
+#[tokio::test]
+async fn two_instances_on_one_database_archive_each_file_exactly_once() {
+    let rig = Rig::new().await;
+    let src = tempfile::tempdir().unwrap();
+    let file = media::video(src.path(), "v.mp4", 1);
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(seed(&rig, &file, &format!("uploads/{i}.mp4"), "v.mp4").await);
+    }
+    let mut runs = Vec::new();
+    for n in 0..2 {
+        let state = rig.dir.path().join(format!("state-{n}"));
+        let archive = rig.dir.path().join(format!("archive-{n}"));
+        std::fs::create_dir_all(&archive).unwrap();
+        let mut cmd = rig.command(&["sync", "--once"]);
+        cmd.env("STATE_DIR", &state)
+            .env("ARCHIVE_DIR", &archive)
+            .env("BATCH_SIZE", "8");
+        runs.push(cmd.output());
+    }
+    let outs = futures::future::join_all(runs).await;
+    for out in &outs {
+        assert!(
+            out.as_ref().unwrap().status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.as_ref().unwrap().stdout)
+        );
+    }
+    let mut total = 0;
+    for n in 0..2 {
+        total += files_under(&rig.dir.path().join(format!("archive-{n}")))
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "mp4"))
+            .count();
+    }
+    assert_eq!(
+        total,
+        ids.len(),
+        "each file archived exactly once across both instances"
+    );
+    for id in ids {
+        assert_eq!(row(&rig, id).await.0, "archived");
+        assert_eq!(audit_count(&rig, id, "media.archived").await, 1);
+    }
+}
