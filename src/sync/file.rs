@@ -155,7 +155,7 @@ impl Syncer {
             let mut e = snapshot.clone();
             e.bytes_done = bytes;
             e.touch();
-            let _ = ledger.put_lazy(&e);
+            let _ = ledger.put(&e);
         };
         let started = std::time::Instant::now();
         let request = download::Request {

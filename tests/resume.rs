@@ -1,0 +1,140 @@
+//! Interrupted transfers: a SIGKILLed process resumes with a ranged GET; a row rejected
+//! while its file downloads is not archived.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{NewMedia, Rig};
+use r2_sync::sync::Syncer;
+use sha2::{Digest, Sha256};
+
+const BIG: usize = 150 << 20;
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    rand::fill(&mut data[..]);
+    data
+}
+
+async fn seed_big(rig: &Rig, key: &str) -> (i64, Vec<u8>) {
+    let data = random_bytes(BIG);
+    rig.storage().put(key, &data, "application/octet-stream").await.unwrap();
+    let mut m = NewMedia::approved(key, "big.bin");
+    m.content_type = "application/octet-stream";
+    (rig.insert_media(&m).await, data)
+}
+
+async fn wait_for_part(path: &std::path::Path, at_least: u64) {
+    for _ in 0..30_000 {
+        if std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) >= at_least {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("{} never reached {at_least} bytes", path.display());
+}
+
+#[tokio::test]
+async fn sigkill_mid_download_resumes_fetching_only_the_missing_bytes() {
+    let rig = Rig::new().await;
+    let (id, data) = seed_big(&rig, "uploads/big.bin").await;
+    let part = rig.archive_dir().join(".r2-sync-tmp").join(format!("{id}.part"));
+
+    let mut first = rig
+        .command(&["sync", "--once"])
+        .env("VALIDATE_MEDIA", "false")
+        .spawn()
+        .unwrap();
+    // Past the first 64 MiB checkpoint, then kill without warning.
+    wait_for_part(&part, 80 << 20).await;
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    let sent_before = rig.s3.bytes_sent().await;
+    assert!(sent_before < BIG as u64, "killed before the end");
+
+    let out = rig
+        .command(&["sync", "--once"])
+        .env("VALIDATE_MEDIA", "false")
+        .output()
+        .await
+        .unwrap();
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{logs}");
+    assert!(logs.contains("partial download will resume"), "{logs}");
+    let second = rig.s3.bytes_sent().await - sent_before;
+    assert!(
+        second <= (BIG - (64 << 20)) as u64,
+        "resumed run fetched {second} bytes of {BIG}"
+    );
+
+    let c = rig.db.client().await;
+    let path: String = c
+        .query_one(
+            "SELECT archive_path FROM media WHERE id = $1 AND status = 'archived'",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let archived = std::fs::read(rig.archive_dir().join(path)).unwrap();
+    assert_eq!(
+        Sha256::digest(&archived),
+        Sha256::digest(&data),
+        "resumed file is byte-identical"
+    );
+    assert!(!part.exists());
+}
+
+#[tokio::test]
+async fn a_row_rejected_while_downloading_is_not_archived_and_stays_in_r2() {
+    let rig = Rig::new().await;
+    let (id, _) = seed_big(&rig, "uploads/rejected.bin").await;
+    let mut vars = rig.env();
+    vars.insert("VALIDATE_MEDIA".into(), "false".into());
+    let cfg = std::sync::Arc::new(r2_sync::config::Config::from_vars(&vars).unwrap());
+    let ledger = r2_sync::state::Ledger::open(&rig.state_dir().join(r2_sync::app::LEDGER_FILE)).unwrap();
+    let syncer = Syncer {
+        cfg: cfg.clone(),
+        db: rig.db_handle(),
+        storage: rig.storage(),
+        ledger: std::sync::Arc::new(ledger),
+        log: r2_sync::logging::discard(),
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let pass = {
+        let (syncer, shutdown) = (syncer.clone(), shutdown.clone());
+        tokio::spawn(async move { syncer.pass(&shutdown).await })
+    };
+    let part = rig.archive_dir().join(".r2-sync-tmp").join(format!("{id}.part"));
+    wait_for_part(&part, 1).await;
+    rig.db
+        .client()
+        .await
+        .execute("UPDATE media SET status = 'rejected' WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    let report = pass.await.unwrap();
+    assert_eq!(report.abandoned, 1, "{report:?}");
+    let c = rig.db.client().await;
+    let status: String = c
+        .query_one("SELECT status FROM media WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "rejected", "the moderator's decision stands");
+    assert!(
+        rig.storage().head("uploads/rejected.bin").await.is_ok(),
+        "object left in R2"
+    );
+    let entry = syncer.ledger.get(id as u64).unwrap().unwrap();
+    assert_eq!(entry.stage, r2_sync::state::Stage::Abandoned);
+    assert!(entry.error.unwrap().contains("rejected"));
+    assert!(!part.exists(), "temp file removed");
+    let archived: Vec<_> = std::fs::read_dir(rig.archive_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name() != ".r2-sync-tmp")
+        .collect();
+    assert!(archived.is_empty(), "nothing archived");
+}
