@@ -138,3 +138,56 @@ async fn a_row_rejected_while_downloading_is_not_archived_and_stays_in_r2() {
         .collect();
     assert!(archived.is_empty(), "nothing archived");
 }
+
+#[tokio::test]
+async fn sigterm_mid_download_checkpoints_and_exits_promptly() {
+    let rig = Rig::new().await;
+    let (id, _) = seed_big(&rig, "uploads/term.bin").await;
+    let part = rig.archive_dir().join(".r2-sync-tmp").join(format!("{id}.part"));
+    let child = rig
+        .command(&["sync", "--once"])
+        .env("VALIDATE_MEDIA", "false")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_part(&part, 1 << 20).await;
+    let pid = child.id().unwrap().to_string();
+    let asked = std::time::Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("exits within 10 s")
+        .unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(10));
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(logs.contains("shutdown requested"), "{logs}");
+    assert!(logs.contains("interrupted; progress kept"), "{logs}");
+
+    let status = rig.command(&["status", "--json"]).output().await.unwrap();
+    let entries: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(entries[0]["stage"], "downloading");
+    let done = entries[0]["bytes_done"].as_u64().unwrap();
+    assert!(
+        done > 0 && done == std::fs::metadata(&part).unwrap().len(),
+        "checkpoint {done} matches the temp file"
+    );
+    let in_archive: Vec<_> = std::fs::read_dir(rig.archive_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name() != ".r2-sync-tmp")
+        .collect();
+    assert!(in_archive.is_empty(), "no partial file in the archive proper");
+    let status: String = rig
+        .db
+        .client()
+        .await
+        .query_one("SELECT status FROM media WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "approved");
+}

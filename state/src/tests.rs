@@ -101,3 +101,72 @@ fn terminal_stages_never_move_and_owed_stages_only_forward() {
         "a changed object restarts"
     );
 }
+
+mod stage_machine {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What the pipeline may try to do to an entry; `Crash` reopens the ledger.
+    #[derive(Debug, Clone)]
+    enum Event {
+        Move(Stage),
+        Progress(u64),
+        Crash,
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            (0..Stage::ALL.len()).prop_map(|i| Event::Move(Stage::ALL[i])),
+            (0u64..1 << 30).prop_map(Event::Progress),
+            Just(Event::Crash),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Applying only allowed moves, with crashes anywhere: what was durably stored is what
+        /// comes back, terminal stages never move, and Done is only reached through Recorded.
+        #[test]
+        fn allowed_moves_survive_crashes_and_keep_invariants(events in proptest::collection::vec(event(), 1..40)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("ledger.redb");
+            let mut ledger = Ledger::open(&path).unwrap();
+            let mut expected = Entry::new(1, "k");
+            ledger.put(&expected).unwrap();
+            let mut visited = vec![Stage::Claimed];
+            for ev in events {
+                match ev {
+                    Event::Move(next) => {
+                        if expected.stage.can_move_to(next) {
+                            expected.stage = next;
+                            ledger.put(&expected).unwrap();
+                            visited.push(next);
+                        }
+                    }
+                    Event::Progress(bytes) => {
+                        if expected.stage == Stage::Downloading {
+                            expected.bytes_done = bytes;
+                            ledger.put(&expected).unwrap();
+                        }
+                    }
+                    Event::Crash => {
+                        drop(ledger);
+                        ledger = Ledger::open(&path).unwrap();
+                    }
+                }
+                prop_assert_eq!(ledger.get(1).unwrap().unwrap(), expected.clone());
+            }
+            for pair in visited.windows(2) {
+                let (a, b) = (pair[0], pair[1]);
+                prop_assert!(!(a.is_terminal() && a != Stage::Shadowed && a != b), "{} moved to {}", a, b);
+                if b == Stage::Done && a != Stage::Done {
+                    prop_assert_eq!(a, Stage::Recorded);
+                }
+                if b == Stage::Failed && a != Stage::Failed {
+                    prop_assert_eq!(a, Stage::FailPending);
+                }
+            }
+        }
+    }
+}
