@@ -1,6 +1,7 @@
 //! One file's way through the pipeline, resuming from whatever stage the ledger holds.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use slog::{info, o, warn, Logger};
 use tokio_util::sync::CancellationToken;
@@ -16,6 +17,8 @@ use crate::storage::StorageError;
 
 /// Download attempts that end in a size or checksum mismatch before the file is failed.
 const MAX_CORRUPT_DOWNLOADS: u32 = 3;
+/// Transfer attempts within one pass before the file waits for a later pass.
+const IN_PASS_ATTEMPTS: u32 = 4;
 
 /// Why a step stopped.
 pub(super) enum Trouble {
@@ -96,7 +99,7 @@ impl Syncer {
         log: &Logger,
     ) -> Result<FileOutcome, Trouble> {
         if matches!(entry.stage, Stage::Claimed | Stage::Downloading) {
-            self.fetch(entry, shutdown, log).await?;
+            self.fetch_with_retries(entry, shutdown, log).await?;
         }
         if entry.stage == Stage::Downloaded {
             self.place(row, entry, log).await?;
@@ -123,6 +126,32 @@ impl Syncer {
     fn temp_path(&self, id: u64) -> Result<PathBuf, Trouble> {
         let dir = archive::temp_dir(self.cfg.target_dir()).map_err(|e| Trouble::Transient(e.to_string()))?;
         Ok(dir.join(format!("{id}.part")))
+    }
+
+    /// [`Self::fetch`], retried within the pass on transient trouble (a network blip should
+    /// not cost a whole `SYNC_INTERVAL`). Later passes retry with [`backoff_secs`].
+    async fn fetch_with_retries(
+        &self,
+        entry: &mut Entry,
+        shutdown: &CancellationToken,
+        log: &Logger,
+    ) -> Result<(), Trouble> {
+        let mut attempt = 0;
+        loop {
+            match self.fetch(entry, shutdown, log).await {
+                Err(Trouble::Transient(reason)) if attempt + 1 < IN_PASS_ATTEMPTS => {
+                    attempt += 1;
+                    let pause = Duration::from_millis(500 << attempt).mul_f64(rand::random_range(0.8..1.2));
+                    warn!(log, "transfer attempt failed; retrying"; "stage" => entry.stage.as_str(),
+                        "error" => reason, "attempt" => attempt, "retry_in_ms" => pause.as_millis() as u64);
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = shutdown.cancelled() => return Err(Trouble::Interrupted),
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Claimed/Downloading → Downloaded.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod media;
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
