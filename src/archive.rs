@@ -38,10 +38,15 @@ impl ArchiveError {
         }
     }
 
-    /// The disk is full (ENOSPC) or over quota (EDQUOT).
+    /// The disk is full or over quota.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, ArchiveError::Io { source, .. } if matches!(source.raw_os_error(), Some(28 | 122)))
+        matches!(self, ArchiveError::Io { source, .. } if is_disk_full(source))
     }
+}
+
+/// ENOSPC (28) or EDQUOT (122): the filesystem has no room for us.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(28 | 122))
 }
 
 /// A file name safe on any filesystem and SMB share: the last path component of the

@@ -26,6 +26,8 @@ pub(super) enum Trouble {
     Permanent(String),
     /// Try again later.
     Transient(String),
+    /// The archive's filesystem is full: no point retrying within this pass.
+    DiskFull(String),
     /// Shutdown: progress is checkpointed.
     Interrupted,
     /// The row is no longer approved.
@@ -37,6 +39,14 @@ pub fn backoff_secs(attempts: u32) -> u64 {
     let base = 30u64.saturating_mul(1 << attempts.min(10)).min(6 * 3600);
     let jitter = rand::random_range(0.8..1.2);
     (base as f64 * jitter) as u64
+}
+
+fn archive_trouble(e: archive::ArchiveError) -> Trouble {
+    if e.is_disk_full() {
+        Trouble::DiskFull(e.to_string())
+    } else {
+        Trouble::Transient(e.to_string())
+    }
 }
 
 impl Syncer {
@@ -237,9 +247,14 @@ impl Syncer {
                     Trouble::Transient(e.to_string())
                 }
             }
-            DownloadError::Disk { .. } => {
+            DownloadError::Disk { ref source, .. } | DownloadError::Storage(StorageError::Local { ref source, .. }) => {
+                let full = archive::is_disk_full(source);
                 restart(entry);
-                Trouble::Transient(e.to_string())
+                if full {
+                    Trouble::DiskFull(e.to_string())
+                } else {
+                    Trouble::Transient(e.to_string())
+                }
             }
             other => Trouble::Transient(other.to_string()),
         }
@@ -280,7 +295,7 @@ impl Syncer {
             let placed = tokio::task::spawn_blocking(move || archive::place(&root2, &file2, &rel))
                 .await
                 .map_err(|e| Trouble::Transient(e.to_string()))?
-                .map_err(|e| Trouble::Transient(e.to_string()))?;
+                .map_err(archive_trouble)?;
             entry.archive_path = Some(placed.display().to_string());
             entry.temp_path = None;
             self.save(entry, Stage::Downloaded, log)?;
@@ -297,7 +312,7 @@ impl Syncer {
         tokio::task::spawn_blocking(move || archive::write_atomic(&sidecar, &json))
             .await
             .map_err(|e| Trouble::Transient(e.to_string()))?
-            .map_err(|e| Trouble::Transient(e.to_string()))?;
+            .map_err(archive_trouble)?;
         info!(log, "archived"; "stage" => "archived", "archive_path" => &rel, "bytes" => facts.size);
         self.save(entry, if shadow { Stage::Shadowed } else { Stage::Archived }, log)
     }
@@ -322,7 +337,7 @@ impl Syncer {
                 info!(log, "interrupted; progress kept"; "stage" => entry.stage.as_str(), "bytes" => entry.bytes_done);
                 FileOutcome::Skipped
             }
-            Trouble::Transient(reason) => {
+            Trouble::Transient(reason) | Trouble::DiskFull(reason) => {
                 entry.attempts += 1;
                 entry.retry_after = now_secs() + backoff_secs(entry.attempts);
                 entry.error = Some(reason.clone());
