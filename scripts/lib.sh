@@ -10,6 +10,10 @@ need_ffmpeg() {
     command -v ffprobe >/dev/null && command -v ffmpeg >/dev/null || apt_install ffmpeg
 }
 
+need_curl() {
+    command -v curl >/dev/null || apt_install curl ca-certificates
+}
+
 need_nextest() {
     cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
 }

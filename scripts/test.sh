@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 need_ffmpeg
+need_curl
 need_nextest
 need_postgres
 cargo build --locked -p r2-sync-test-s3
-cargo nextest run --locked --workspace --no-fail-fast "$@"
+# Crash points are compiled into test builds only (see src/fault.rs).
+cargo nextest run --locked --workspace --features r2-sync/fault-injection --no-fail-fast "$@"

@@ -8,6 +8,7 @@ use crate::check;
 use crate::cli::Command;
 use crate::config::Config;
 use crate::db::Db;
+use crate::server;
 use crate::state::Ledger;
 use crate::storage::Storage;
 
@@ -19,6 +20,14 @@ pub async fn run(command: Command, cfg: Config, log: Logger) -> ExitCode {
         Command::Check => check(&cfg).await,
         Command::Status { json } => status(&cfg, json),
         Command::Sync { once } => sync(cfg, log, once).await,
+        Command::Serve => server::commands::serve(cfg, log).await,
+        Command::Token {
+            media_id,
+            user_id,
+            ttl,
+            base_url,
+        } => server::commands::token(&cfg, media_id, user_id, ttl, &base_url).await,
+        Command::Healthcheck => server::commands::healthcheck(&cfg).await,
         other => {
             slog::error!(log, "not yet implemented"; "command" => format!("{other:?}"));
             ExitCode::FAILURE

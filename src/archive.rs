@@ -154,24 +154,46 @@ fn create_dirs_durably(dir: &Path) -> Result<(), ArchiveError> {
     Ok(())
 }
 
-/// Moves a complete, fsynced temp file to a free path under `root` starting from `rel`,
-/// and makes the rename durable. Returns the relative path actually used.
-pub fn place(root: &Path, temp: &Path, rel: &Path) -> Result<PathBuf, ArchiveError> {
+/// The first free path under `root` starting from `rel` (`rel`, then `-2`, `-3`…): neither
+/// the file nor its sidecar may exist.
+pub fn free_name(root: &Path, rel: &Path) -> Result<PathBuf, ArchiveError> {
     assert!(is_contained(rel), "archive paths are built by relative_path");
+    let taken =
+        |p: &Path| root.join(p).symlink_metadata().is_ok() || root.join(sidecar_path(p)).symlink_metadata().is_ok();
     let mut chosen = rel.to_path_buf();
     let mut n = 1;
-    while root.join(&chosen).symlink_metadata().is_ok() || root.join(sidecar_path(&chosen)).symlink_metadata().is_ok() {
+    while taken(&chosen) {
         n += 1;
         if n > 10_000 {
             return Err(ArchiveError::NoFreeName(rel.display().to_string()));
         }
         chosen = with_suffix(rel, n);
     }
-    let dest = root.join(&chosen);
+    Ok(chosen)
+}
+
+/// Renames a complete, fsynced temp file to `root/rel` (which must be free) and makes the
+/// rename durable.
+pub fn move_into(root: &Path, temp: &Path, rel: &Path) -> Result<(), ArchiveError> {
+    assert!(is_contained(rel), "archive paths are built by relative_path");
+    let dest = root.join(rel);
     let dir = dest.parent().expect("archive paths have a parent");
     create_dirs_durably(dir)?;
+    if dest.symlink_metadata().is_ok() {
+        return Err(ArchiveError::Io {
+            op: "rename into",
+            path: dest.display().to_string(),
+            source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        });
+    }
     std::fs::rename(temp, &dest).map_err(ArchiveError::io("rename into", &dest))?;
-    fsync_dir(dir)?;
+    fsync_dir(dir)
+}
+
+/// [`free_name`] then [`move_into`]. Returns the relative path used.
+pub fn place(root: &Path, temp: &Path, rel: &Path) -> Result<PathBuf, ArchiveError> {
+    let chosen = free_name(root, rel)?;
+    move_into(root, temp, &chosen)?;
     Ok(chosen)
 }
 

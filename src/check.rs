@@ -74,6 +74,18 @@ pub async fn ffprobe(program: &Path) -> CheckResult {
     .await
 }
 
+/// The ledger answers a read transaction (it lives on the state disk, which can fail too).
+pub async fn ledger(ledger: std::sync::Arc<crate::state::Ledger>) -> CheckResult {
+    timed("ledger", async move {
+        tokio::task::spawn_blocking(move || ledger.get(0))
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|_| "readable".to_owned())
+            .map_err(|e| e.to_string())
+    })
+    .await
+}
+
 /// Exists, is a directory, is writable (a probe file is created and removed), free space.
 pub async fn directory(name: &'static str, dir: &Path) -> CheckResult {
     let dir = dir.to_path_buf();

@@ -168,6 +168,9 @@ pub struct Config {
     pub archive_dir: PathBuf,
     pub state_dir: PathBuf,
     pub log_level: LogLevel,
+    /// Test builds only: the crash point `R2SYNC_FAULT` names (see `fault`).
+    #[cfg(feature = "fault-injection")]
+    pub fault: Option<String>,
 }
 
 /// Reads settings from a map of variables; empty values count as unset.
@@ -364,6 +367,8 @@ impl Config {
             archive_dir: PathBuf::from(vars.string_or("ARCHIVE_DIR", "/media/archive")),
             state_dir: PathBuf::from(vars.string_or("STATE_DIR", "/config")),
             log_level: parse_log_level(&vars.string_or("LOG_LEVEL", "info"))?,
+            #[cfg(feature = "fault-injection")]
+            fault: map.get("R2SYNC_FAULT").cloned(),
         })
     }
 

@@ -15,6 +15,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    #[cfg(feature = "fault-injection")]
+    r2_sync::fault::arm(cfg.fault.clone());
     let log = logging::root(cfg.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -188,6 +188,7 @@ impl Syncer {
             entry.content_type = object.content_type.clone();
         }
         self.save(entry, Stage::Downloading, log)?;
+        crate::fault::point("after_head");
         let snapshot = entry.clone();
         let ledger = &self.ledger;
         let checkpoint = move |bytes: u64| {
@@ -217,7 +218,9 @@ impl Syncer {
                 entry.bytes_done = object.size;
                 info!(log, "downloaded"; "stage" => "downloaded", "bytes" => object.size, "fetched" => done.fetched,
                     "elapsed_ms" => started.elapsed().as_millis() as u64);
-                self.save(entry, Stage::Downloaded, log)
+                self.save(entry, Stage::Downloaded, log)?;
+                crate::fault::point("after_downloaded");
+                Ok(())
             }
             Err(e) => Err(self.download_trouble(e, entry, &temp)),
         }
@@ -273,32 +276,23 @@ impl Syncer {
             }
         }
         let root = self.cfg.target_dir().to_path_buf();
-        let file = match (&entry.temp_path, &entry.archive_path) {
-            (_, Some(rel)) if root.join(rel).is_file() => root.join(rel),
-            (Some(temp), _) if Path::new(temp).is_file() => PathBuf::from(temp),
-            _ => {
-                entry.restart_download();
-                entry.archive_path = None;
-                self.save(entry, Stage::Claimed, log)?;
-                return Err(Trouble::Transient("downloaded file missing; downloading again".into()));
-            }
+        // The file is either still the temp file, or already renamed to the recorded path
+        // (a crash between the rename and the next ledger write).
+        let temp = entry.temp_path.clone().map(PathBuf::from).filter(|t| t.is_file());
+        let placed = entry
+            .archive_path
+            .as_ref()
+            .map(|rel| root.join(rel))
+            .filter(|p| p.is_file());
+        let Some(file) = temp.clone().or(placed) else {
+            entry.restart_download();
+            entry.archive_path = None;
+            self.save(entry, Stage::Claimed, log)?;
+            return Err(Trouble::Transient("downloaded file missing; downloading again".into()));
         };
         let summary = self.validate(&file).await?;
-        if entry.archive_path.is_none() {
-            let rel = archive::relative_path(
-                row.id,
-                row.approved_at.unwrap_or_else(chrono::Utc::now),
-                &row.original_filename,
-                &row.r2_key,
-            );
-            let (root2, file2) = (root.clone(), file.clone());
-            let placed = tokio::task::spawn_blocking(move || archive::place(&root2, &file2, &rel))
-                .await
-                .map_err(|e| Trouble::Transient(e.to_string()))?
-                .map_err(archive_trouble)?;
-            entry.archive_path = Some(placed.display().to_string());
-            entry.temp_path = None;
-            self.save(entry, Stage::Downloaded, log)?;
+        if let Some(temp) = temp {
+            self.move_into_archive(row, entry, &root, temp, log).await?;
         }
         let rel = entry.archive_path.clone().expect("set above");
         let facts = Facts {
@@ -313,8 +307,44 @@ impl Syncer {
             .await
             .map_err(|e| Trouble::Transient(e.to_string()))?
             .map_err(archive_trouble)?;
+        crate::fault::point("after_sidecar");
         info!(log, "archived"; "stage" => "archived", "archive_path" => &rel, "bytes" => facts.size);
-        self.save(entry, if shadow { Stage::Shadowed } else { Stage::Archived }, log)
+        self.save(entry, if shadow { Stage::Shadowed } else { Stage::Archived }, log)?;
+        crate::fault::point("after_archived");
+        Ok(())
+    }
+
+    /// Records where the file will go (durably, so a crash after the rename finds it), then
+    /// renames it there.
+    async fn move_into_archive(
+        &self,
+        row: &MediaRow,
+        entry: &mut Entry,
+        root: &Path,
+        temp: PathBuf,
+        log: &Logger,
+    ) -> Result<(), Trouble> {
+        let free = |rel: PathBuf| archive::free_name(root, &rel).map_err(archive_trouble);
+        let rel = match entry.archive_path.as_ref().map(PathBuf::from) {
+            Some(rel) if !root.join(&rel).exists() => rel,
+            _ => free(archive::relative_path(
+                row.id,
+                row.approved_at.unwrap_or_else(chrono::Utc::now),
+                &row.original_filename,
+                &row.r2_key,
+            ))?,
+        };
+        entry.archive_path = Some(rel.display().to_string());
+        self.save(entry, Stage::Downloaded, log)?;
+        crate::fault::point("before_rename");
+        let root = root.to_path_buf();
+        tokio::task::spawn_blocking(move || archive::move_into(&root, &temp, &rel))
+            .await
+            .map_err(|e| Trouble::Transient(e.to_string()))?
+            .map_err(archive_trouble)?;
+        crate::fault::point("after_rename");
+        entry.temp_path = None;
+        self.save(entry, Stage::Downloaded, log)
     }
 
     async fn validate(&self, file: &Path) -> Result<Option<ProbeSummary>, Trouble> {
@@ -353,6 +383,7 @@ impl Syncer {
                 if self.save(entry, Stage::FailPending, log).is_err() {
                     return FileOutcome::Deferred;
                 }
+                crate::fault::point("after_fail_pending");
                 if self.cfg.sync.shadow_dir.is_none() {
                     self.record_failure(entry, log).await;
                 }

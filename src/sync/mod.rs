@@ -110,6 +110,9 @@ impl Syncer {
             }
         };
         report.claimed = rows.len();
+        if !rows.is_empty() {
+            crate::fault::point("after_claim");
+        }
         info!(self.log, "pass started"; "claimed" => rows.len());
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let renew = self.renew_leases(ids);

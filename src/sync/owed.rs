@@ -40,8 +40,10 @@ impl Syncer {
             .await
         {
             Ok(Outcome::Applied | Outcome::AlreadyApplied) => {
+                crate::fault::point("after_record");
                 entry.error = None;
                 self.store(entry, Stage::Recorded, log);
+                crate::fault::point("after_recorded");
                 true
             }
             Ok(Outcome::NotApproved { status }) => {
@@ -62,6 +64,7 @@ impl Syncer {
     pub(super) async fn delete_object(&self, entry: &mut Entry, log: &Logger) -> bool {
         match self.storage.delete(&entry.r2_key).await {
             Ok(()) => {
+                crate::fault::point("after_delete");
                 entry.error = None;
                 self.store(entry, Stage::Done, log);
                 true
@@ -81,6 +84,7 @@ impl Syncer {
         let details = json!({ "reason": reason, "r2_key": entry.r2_key, "r2_sync_version": env!("CARGO_PKG_VERSION") });
         match self.db.record_failed(entry.media_id as i64, &details).await {
             Ok(Outcome::Applied | Outcome::AlreadyApplied) => {
+                crate::fault::point("after_fail_record");
                 warn!(log, "file failed; object kept in the bucket"; "stage" => "failed", "error" => reason);
                 self.store(entry, Stage::Failed, log);
                 let _ = self.db.release(entry.media_id as i64).await;

@@ -7,6 +7,12 @@ use std::process::Command;
 /// Generates `seconds` of 160x120 testsrc video with a sine tone into `dir/name`; the
 /// container follows the extension (mp4, mkv).
 pub fn video(dir: &Path, name: &str, seconds: u32) -> PathBuf {
+    video_sized(dir, name, seconds, "160x120", 0)
+}
+
+/// Like [`video`] at `size` (e.g. `320x240`) with `noise` (0-100) added to every frame, which
+/// makes it barely compressible: 3 s of noisy 320x240 are a few MB.
+pub fn video_sized(dir: &Path, name: &str, seconds: u32, size: &str, noise: u32) -> PathBuf {
     let out = dir.join(name);
     let status = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y"])
@@ -14,10 +20,19 @@ pub fn video(dir: &Path, name: &str, seconds: u32) -> PathBuf {
             "-f",
             "lavfi",
             "-i",
-            &format!("testsrc=duration={seconds}:size=160x120:rate=15"),
+            &format!("testsrc=duration={seconds}:size={size}:rate=15"),
         ])
         .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:duration={seconds}")])
-        .args(["-c:v", "mpeg4", "-q:v", "5", "-c:a", "aac", "-shortest"])
+        .args(["-vf", &format!("noise=alls={noise}:allf=t")])
+        .args([
+            "-c:v",
+            "mpeg4",
+            "-q:v",
+            if noise > 0 { "2" } else { "5" },
+            "-c:a",
+            "aac",
+            "-shortest",
+        ])
         .arg(&out)
         .status()
         .expect("ffmpeg is required for the tests (apt-get install ffmpeg; the README's test command does)");

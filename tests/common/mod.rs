@@ -3,6 +3,7 @@
 //! and nothing skips: a missing part fails the test with a message saying what to install.
 #![allow(dead_code)]
 
+pub mod invariants;
 pub mod media;
 pub mod proxy;
 

@@ -1,0 +1,55 @@
+//! Test-only crash points. With the `fault-injection` feature, `R2SYNC_FAULT=<point>` makes
+//! the process abort (as abruptly as a power cut or SIGKILL: no destructors, no flushes) when
+//! it reaches that point, and `R2SYNC_FAULT=download@<bytes>` once that many bytes of a
+//! transfer are written. Without the feature (release images) every call is an empty inline
+//! function.
+
+#[cfg(feature = "fault-injection")]
+mod armed {
+    use std::sync::OnceLock;
+
+    static FAULT: OnceLock<Option<String>> = OnceLock::new();
+
+    pub fn arm(fault: Option<String>) {
+        let _ = FAULT.set(fault);
+    }
+
+    fn crash(why: &str) -> ! {
+        eprintln!("r2-sync: fault injection: crashing at {why}");
+        std::process::abort()
+    }
+
+    pub fn point(name: &str) {
+        if FAULT.get().and_then(Option::as_deref) == Some(name) {
+            crash(name);
+        }
+    }
+
+    pub fn bytes(written: u64) {
+        let limit = FAULT
+            .get()
+            .and_then(Option::as_deref)
+            .and_then(|f| f.strip_prefix("download@"));
+        if let Some(limit) = limit.and_then(|l| l.parse::<u64>().ok()) {
+            if written >= limit {
+                crash("download byte limit");
+            }
+        }
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+pub use armed::{arm, bytes, point};
+
+#[cfg(not(feature = "fault-injection"))]
+mod disarmed {
+    #[inline(always)]
+    pub fn arm(_: Option<String>) {}
+    #[inline(always)]
+    pub fn point(_: &str) {}
+    #[inline(always)]
+    pub fn bytes(_: u64) {}
+}
+
+#[cfg(not(feature = "fault-injection"))]
+pub use disarmed::{arm, bytes, point};

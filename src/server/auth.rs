@@ -1,0 +1,165 @@
+//! Download tokens: HS256 JWTs signed by the backend with `UNRAID_TUNNEL_SECRET`, carrying
+//! its `TunnelDownloadClaims` (shared/contract.md §3). `exp` is required, `nbf` honoured, both
+//! with `JWT_LEEWAY`; `iss`/`aud` are required only when `JWT_ISSUER`/`JWT_AUDIENCE` are set.
+
+use std::time::Duration;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::config::ServerConfig;
+
+/// What a valid token grants: one media file, on behalf of one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub media_id: u64,
+    pub user_id: u64,
+}
+
+/// Why a token was refused. Every variant answers 401; the reason goes to the access log only.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("no token")]
+    Missing,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("token signature invalid")]
+    BadSignature,
+    #[error("token algorithm not accepted")]
+    WrongAlgorithm,
+    #[error("token lacks claim {0}")]
+    MissingClaim(String),
+    #[error("token issuer not accepted")]
+    WrongIssuer,
+    #[error("token audience not accepted")]
+    WrongAudience,
+    #[error("token malformed")]
+    Malformed,
+    #[error("cannot sign token: {0}")]
+    Sign(String),
+}
+
+impl AuthError {
+    /// A short, stable reason for the access log.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::WrongAlgorithm => "wrong_algorithm",
+            AuthError::MissingClaim(_) => "missing_claim",
+            AuthError::WrongIssuer => "wrong_issuer",
+            AuthError::WrongAudience => "wrong_audience",
+            AuthError::Malformed => "malformed",
+            AuthError::Sign(_) => "sign",
+        }
+    }
+}
+
+impl From<jsonwebtoken::errors::Error> for AuthError {
+    fn from(e: jsonwebtoken::errors::Error) -> Self {
+        match e.into_kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::InvalidSignature => AuthError::BadSignature,
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
+                AuthError::WrongAlgorithm
+            }
+            ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim),
+            ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+            ErrorKind::InvalidAudience => AuthError::WrongAudience,
+            _ => AuthError::Malformed,
+        }
+    }
+}
+
+/// The claims we read; the registered ones are checked by [`Validation`].
+#[derive(Debug, Deserialize)]
+struct Claims {
+    media_id: u64,
+    #[serde(default)]
+    user_id: u64,
+}
+
+/// Checks tokens against the configured secret and rules. Build once, share.
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Verifier {
+    pub fn new(cfg: &ServerConfig) -> Self {
+        // Only HS256: the header's `alg` is never trusted to pick the algorithm.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = cfg.jwt_leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp"];
+        if let Some(iss) = &cfg.jwt_issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss"); // set_issuer alone lets a token without `iss` through
+        }
+        match &cfg.jwt_audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
+            // Unconfigured: an `aud` the backend adds must not make the token invalid.
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        Self {
+            key: DecodingKey::from_secret(cfg.tunnel_secret.expose().as_bytes()),
+            validation,
+        }
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Grant, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)?;
+        Ok(Grant {
+            media_id: data.claims.media_id,
+            user_id: data.claims.user_id,
+        })
+    }
+}
+
+/// The `token` parameter of a raw query string, percent-decoded; the first one wins.
+pub fn token_from_query(query: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == "token")
+        .map(|(_, v)| percent_decode_str(v).decode_utf8_lossy().into_owned())
+}
+
+/// Signs a token for `grant`, valid for `ttl` from now, with the configured `iss`/`aud` so the
+/// server accepts it (the `token` command, and tests).
+pub fn sign(cfg: &ServerConfig, grant: Grant, ttl: Duration) -> Result<String, AuthError> {
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut claims = serde_json::json!({
+        "media_id": grant.media_id,
+        "user_id": grant.user_id,
+        "iat": now,
+        "exp": now + ttl.as_secs(),
+    });
+    if let Some(iss) = &cfg.jwt_issuer {
+        claims["iss"] = iss.as_str().into();
+    }
+    if let Some(aud) = &cfg.jwt_audience {
+        claims["aud"] = aud.as_str().into();
+    }
+    let key = EncodingKey::from_secret(cfg.tunnel_secret.expose().as_bytes());
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).map_err(|e| AuthError::Sign(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+//! The server's subcommands: `serve`, `token` and `healthcheck`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use slog::Logger;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::auth::{self, Grant};
+use super::{serve as start, ServerContext};
+use crate::app::{instance_name, LEDGER_FILE};
+use crate::config::Config;
+use crate::db::{names, Db};
+use crate::state::{Ledger, LedgerError};
+use crate::storage::Storage;
+
+/// Everything but RFC 3986 unreserved characters is percent-encoded in a path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// `r2-sync serve`: the file server alone, until SIGTERM/SIGINT and the drain after it.
+pub async fn serve(cfg: Config, log: Logger) -> ExitCode {
+    let ledger = match Ledger::open(&cfg.state_dir.join(LEDGER_FILE)) {
+        Ok(l) => Arc::new(l),
+        Err(e) => return fail(&log, &e.to_string()),
+    };
+    let db = match Db::new(&cfg.db, instance_name(&cfg)) {
+        Ok(db) => db,
+        Err(e) => return fail(&log, &e.to_string()),
+    };
+    let storage = match Storage::new(&cfg.r2) {
+        Ok(s) => s,
+        Err(e) => return fail(&log, &e.to_string()),
+    };
+    let shutdown = CancellationToken::new();
+    if let Err(e) = crate::shutdown::on_signals(shutdown.clone(), log.clone()) {
+        return fail(&log, &format!("cannot install signal handlers: {e}"));
+    }
+    let ctx = ServerContext::new(Arc::new(cfg), ledger, db, storage, log.clone());
+    match start(ctx, shutdown).await {
+        Ok(running) => {
+            running.finished().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&log, &e.to_string()),
+    }
+}
+
+fn fail(log: &Logger, error: &str) -> ExitCode {
+    slog::error!(log, "file server cannot start"; "error" => error);
+    ExitCode::FAILURE
+}
+
+/// `r2-sync token`: prints `<base-url>/<encoded archive path>?token=<jwt>`.
+pub async fn token(cfg: &Config, media_id: u64, user_id: u64, ttl: Duration, base_url: &str) -> ExitCode {
+    let path = match archived_path(cfg, media_id).await {
+        Ok(Some(path)) => path,
+        Ok(None) => {
+            eprintln!("r2-sync: media {media_id} is not archived (no archived file in the ledger or PostgreSQL)");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("r2-sync: cannot look up media {media_id}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match auth::sign(&cfg.server, Grant { media_id, user_id }, ttl) {
+        Ok(token) => {
+            println!("{}", download_link(base_url, &path, &token));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("r2-sync: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The archive path of an archived media: the ledger's answer, else PostgreSQL's. A running
+/// `serve`/`run` holds the ledger, so "in use" simply means asking PostgreSQL.
+async fn archived_path(cfg: &Config, media_id: u64) -> Result<Option<String>, String> {
+    match Ledger::open(&cfg.state_dir.join(LEDGER_FILE)) {
+        Ok(ledger) => {
+            let entry = ledger.get(media_id).map_err(|e| e.to_string())?;
+            if let Some(path) = entry
+                .filter(|e| e.stage.has_archived_file())
+                .and_then(|e| e.archive_path)
+            {
+                return Ok(Some(path));
+            }
+        }
+        Err(LedgerError::InUse { .. }) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    let id = i64::try_from(media_id).map_err(|_| "media id out of range".to_owned())?;
+    let db = Db::new(&cfg.db, "r2-sync-token").map_err(|e| e.to_string())?;
+    let row = tokio::time::timeout(crate::check::CHECK_TIMEOUT, db.row(id))
+        .await
+        .map_err(|_| "PostgreSQL did not answer in time".to_owned())?
+        .map_err(|e| e.to_string())?;
+    Ok(row
+        .filter(|r| r.status == names::STATUS_ARCHIVED && r.deleted_at.is_none())
+        .and_then(|r| r.archive_path))
+}
+
+/// The link the backend would hand out for `archive_path`.
+pub fn download_link(base_url: &str, archive_path: &str, token: &str) -> String {
+    let path: Vec<String> = archive_path
+        .split('/')
+        .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
+        .collect();
+    format!("{}/{}?token={token}", base_url.trim_end_matches('/'), path.join("/"))
+}
+
+/// `r2-sync healthcheck`: 0 when `GET http://127.0.0.1:HEALTH_PORT/health` answers 200
+/// within 3 s. A raw HTTP/1.1 request keeps an HTTP client out of the binary.
+pub async fn healthcheck(cfg: &Config) -> ExitCode {
+    let port = cfg.server.health_port;
+    let outcome = tokio::time::timeout(Duration::from_secs(3), async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut answer = Vec::new();
+        stream.take(4096).read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    })
+    .await;
+    match outcome {
+        Ok(Ok(answer)) if status_of(&answer) == Some(200) => ExitCode::SUCCESS,
+        Ok(Ok(answer)) => {
+            eprintln!("r2-sync: /health answered {:?}", status_of(&answer));
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("r2-sync: /health on port {port}: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("r2-sync: /health on port {port}: no answer within 3 s");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The status code of a raw HTTP/1.x response.
+fn status_of(response: &[u8]) -> Option<u16> {
+    let line = response.split(|&b| b == b'\n').next()?;
+    let mut words = std::str::from_utf8(line).ok()?.split_whitespace();
+    words.next().filter(|v| v.starts_with("HTTP/1."))?;
+    words.next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_encode_each_segment() {
+        assert_eq!(
+            download_link("https://files.example.com/", "2026/03/42-über clip?#.mp4", "a.b.c"),
+            "https://files.example.com/2026/03/42-%C3%BCber%20clip%3F%23.mp4?token=a.b.c"
+        );
+        let decoded = super::super::request_path::decode("/2026/03/42-%C3%BCber%20clip%3F%23.mp4");
+        assert_eq!(decoded.as_deref(), Some("2026/03/42-über clip?#.mp4"), "round trip");
+    }
+
+    #[test]
+    fn status_lines_parse() {
+        assert_eq!(status_of(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"), Some(200));
+        assert_eq!(status_of(b"HTTP/1.1 503 Service Unavailable\r\n"), Some(503));
+        assert_eq!(status_of(b"SSH-2.0-OpenSSH\r\n"), None);
+        assert_eq!(status_of(b""), None);
+    }
+}

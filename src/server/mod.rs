@@ -1,0 +1,258 @@
+//! The file server: archived files to holders of a backend-signed link, behind a Cloudflare
+//! Tunnel, plus health endpoints. Warp filters route; hyper connections are driven by
+//! [`listener`] so that limits and a graceful drain can be set. [`serve`] binds and returns
+//! at once, so the same process can run the sync scheduler beside it on the same ledger.
+//!
+//! Layout: pure logic ([`auth`], `range`, `conditional`, `request_path`, `headers`) apart
+//! from I/O (`lookup`, `fs`, `files`, `health`, `listener`, `access_log`, [`commands`]).
+
+mod access_log;
+pub mod auth;
+pub mod commands;
+mod conditional;
+mod files;
+mod fs;
+mod headers;
+mod health;
+mod listener;
+mod lookup;
+mod range;
+mod request_path;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use slog::Logger;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use warp::reply::{Reply, Response};
+use warp::Filter;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::state::Ledger;
+use crate::storage::Storage;
+use listener::{Listener, Routes};
+
+/// Protocol limits. The defaults suit the tunnel; tests shorten the timeouts.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Address both listeners bind (all interfaces: the tunnel daemon may be another container).
+    pub bind_ip: IpAddr,
+    /// Request line plus headers; more is answered 431.
+    pub max_header_bytes: usize,
+    /// Time to receive a request's headers, also how long an idle keep-alive connection
+    /// stays open (hyper starts the clock when it waits for the next request).
+    pub header_read_timeout: Duration,
+    /// A connection that moves no byte either way for this long is closed (a client that
+    /// stopped reading a download holds a connection slot otherwise).
+    pub idle_timeout: Duration,
+    /// Read size for file bodies.
+    pub chunk_size: usize,
+    /// Connection cap of the health listener (the file listener uses `MAX_CONNECTIONS`).
+    pub health_max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            max_header_bytes: 16 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            chunk_size: 256 * 1024,
+            health_max_connections: 64,
+        }
+    }
+}
+
+/// What the server needs; the ledger is shared with the sync scheduler when both run.
+pub struct ServerContext {
+    pub config: Arc<Config>,
+    pub ledger: Arc<Ledger>,
+    pub db: Db,
+    pub storage: Storage,
+    pub log: Logger,
+    pub limits: Limits,
+}
+
+impl ServerContext {
+    pub fn new(config: Arc<Config>, ledger: Arc<Ledger>, db: Db, storage: Storage, log: Logger) -> Self {
+        Self {
+            config,
+            ledger,
+            db,
+            storage,
+            log,
+            limits: Limits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr} ({role}): {source}")]
+    Bind {
+        role: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// State every request handler shares.
+struct Shared {
+    cfg: Arc<Config>,
+    ledger: Arc<Ledger>,
+    db: Db,
+    storage: Storage,
+    log: Logger,
+    limits: Limits,
+    verifier: auth::Verifier,
+    deep: health::DeepCache,
+}
+
+/// A started server: where it listens, and a way to wait for its drain after shutdown.
+#[derive(Debug)]
+pub struct Running {
+    pub files_addr: SocketAddr,
+    /// Equal to `files_addr` when `HEALTH_PORT` equals `SERVER_PORT`.
+    pub health_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Resolves once `shutdown` was cancelled and every connection has finished or was cut
+    /// at the end of `SHUTDOWN_GRACE`.
+    pub async fn finished(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Binds the file port and the health port, logs `{"msg":"listening","role":..,"addr":..}`
+/// for each, and serves until `shutdown` is cancelled.
+pub async fn serve(ctx: ServerContext, shutdown: CancellationToken) -> Result<Running, ServerError> {
+    let server_cfg = &ctx.config.server;
+    let (ip, port, health_port) = (ctx.limits.bind_ip, server_cfg.port, server_cfg.health_port);
+    let separate_health = health_port == 0 || health_port != port;
+    let files = bind("files", SocketAddr::new(ip, port), server_cfg.max_connections).await?;
+    let health = match separate_health {
+        true => Some(
+            bind(
+                "health",
+                SocketAddr::new(ip, health_port),
+                ctx.limits.health_max_connections,
+            )
+            .await?,
+        ),
+        false => None,
+    };
+    let shared = Arc::new(Shared {
+        verifier: auth::Verifier::new(server_cfg),
+        cfg: ctx.config.clone(),
+        ledger: ctx.ledger,
+        db: ctx.db,
+        storage: ctx.storage,
+        log: ctx.log,
+        limits: ctx.limits,
+        deep: health::DeepCache::default(),
+    });
+    let files_addr = local_addr(&files);
+    let health_addr = health.as_ref().map_or(files_addr, local_addr);
+    slog::info!(shared.log, "listening"; "role" => "files", "addr" => files_addr.to_string());
+    slog::info!(shared.log, "listening"; "role" => "health", "addr" => health_addr.to_string());
+    let mut tasks = Vec::new();
+    // Health details (error texts) only on the health port; the file port faces the tunnel.
+    let file_routes = routes(shared.clone(), true, true);
+    tasks.push(tokio::spawn(listener::run(
+        files,
+        file_routes,
+        shared.clone(),
+        shutdown.clone(),
+    )));
+    if let Some(health) = health {
+        let health_routes = routes(shared.clone(), false, false);
+        tasks.push(tokio::spawn(listener::run(health, health_routes, shared, shutdown)));
+    }
+    Ok(Running {
+        files_addr,
+        health_addr,
+        tasks,
+    })
+}
+
+async fn bind(role: &'static str, addr: SocketAddr, max_connections: usize) -> Result<Listener, ServerError> {
+    let tcp = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { role, addr, source })?;
+    Ok(Listener {
+        role,
+        tcp,
+        max_connections,
+    })
+}
+
+fn local_addr(l: &Listener) -> SocketAddr {
+    l.tcp.local_addr().expect("a bound socket has an address")
+}
+
+/// `/health`, `/health/deep`, then either the files or a 404. `public`: faces the tunnel.
+fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
+    let with_shared = {
+        let shared = shared.clone();
+        warp::any().map(move || shared.clone())
+    };
+    let shallow = warp::path!("health")
+        .and(warp::method())
+        .map(|m: Method| only_get(&m).unwrap_or_else(health::shallow));
+    let deep = warp::path!("health" / "deep")
+        .and(warp::method())
+        .and(with_shared.clone())
+        .then(move |m: Method, shared: Arc<Shared>| async move {
+            match only_get(&m) {
+                Some(refused) => refused,
+                None => health::deep(&shared, !public).await,
+            }
+        });
+    let rest = if serve_files {
+        let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+        warp::method()
+            .and(warp::path::full())
+            .and(query)
+            .and(warp::header::headers_cloned())
+            .and(with_shared)
+            .and_then(|m, path, query, headers, shared| files::handle(shared, m, path, query, headers))
+            .boxed()
+    } else {
+        warp::any()
+            .map(|| json(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "not found" })))
+            .boxed()
+    };
+    shallow.or(deep).unify().or(rest).unify().boxed()
+}
+
+/// None for GET and HEAD; a 405 for anything else.
+fn only_get(m: &Method) -> Option<Response> {
+    if m == Method::GET || m == Method::HEAD {
+        return None;
+    }
+    let mut resp = json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &serde_json::json!({ "error": "method not allowed" }),
+    );
+    resp.headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+    Some(resp)
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut resp = warp::reply::json(body).into_response();
+    *resp.status_mut() = status;
+    resp
+}

@@ -1,0 +1,114 @@
+//! Crash anywhere: the real binary aborts at every stage boundary and at random byte offsets
+//! mid-download (test builds' `R2SYNC_FAULT`), is restarted, and the invariants hold.
+//! `make test` builds with `--features fault-injection`; without it this file is empty.
+#![cfg(feature = "fault-injection")]
+
+mod common;
+
+use common::invariants::{self, sha256_hex, Seeded};
+use common::{media, NewMedia, Rig};
+
+async fn seed_file(rig: &Rig, bytes: &[u8], key: &str) -> Seeded {
+    rig.storage().put(key, bytes, "video/mp4").await.unwrap();
+    let id = rig.insert_media(&NewMedia::approved(key, "clip.mp4")).await;
+    Seeded {
+        id,
+        key: key.to_owned(),
+        sha256: sha256_hex(bytes),
+        size: bytes.len() as u64,
+    }
+}
+
+/// Two good videos (one of a few MB, so downloads span many checkpoints) and a corrupt file.
+async fn seed(rig: &Rig) -> Vec<Seeded> {
+    let src = tempfile::tempdir().unwrap();
+    let big = std::fs::read(media::video_sized(src.path(), "big.mp4", 3, "320x240", 60)).unwrap();
+    let small = std::fs::read(media::video(src.path(), "small.mkv", 1)).unwrap();
+    let noise = std::fs::read(media::corrupt(src.path(), "noise.mp4", 300_000)).unwrap();
+    vec![
+        seed_file(rig, &big, "uploads/big.mp4").await,
+        seed_file(rig, &small, "uploads/small.mkv").await,
+        seed_file(rig, &noise, "uploads/noise.mp4").await,
+    ]
+}
+
+async fn run(rig: &Rig, fault: Option<&str>) -> std::process::Output {
+    let mut cmd = rig.command(&["sync", "--once"]);
+    cmd.env("SYNC_CONCURRENCY", "1");
+    if let Some(fault) = fault {
+        cmd.env("R2SYNC_FAULT", fault);
+    }
+    cmd.output().await.unwrap()
+}
+
+/// Crashes at `fault`, restarts, and checks the promise.
+async fn crash_and_recover(fault: &str) {
+    let rig = Rig::new().await;
+    let seeded = seed(&rig).await;
+    let crashed = run(&rig, Some(fault)).await;
+    let stderr = String::from_utf8_lossy(&crashed.stderr);
+    assert!(
+        !crashed.status.success() && stderr.contains("fault injection: crashing"),
+        "{fault} never fired: {stderr}\n{}",
+        String::from_utf8_lossy(&crashed.stdout)
+    );
+    let sent_before = rig.s3.bytes_sent().await;
+
+    let out = run(&rig, None).await;
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{fault}: the recovery run ends normally\n{logs}"
+    );
+    let ledger = rig.state_dir().join(r2_sync::app::LEDGER_FILE);
+    invariants::check(&rig, &rig.archive_dir(), &seeded, Some(&ledger)).await;
+    if let Some(offset) = fault.strip_prefix("download@") {
+        // The first file is the big one; resuming refetches at most one checkpoint interval.
+        let total: u64 = seeded.iter().map(|s| s.size).sum();
+        let refetched = rig.s3.bytes_sent().await - sent_before;
+        let offset: u64 = offset.parse().unwrap();
+        let checkpoint = r2_sync::sync::download::SEGMENT;
+        assert!(
+            refetched <= total - (offset / checkpoint) * checkpoint + checkpoint,
+            "{fault}: refetched {refetched} of {total} bytes"
+        );
+    }
+}
+
+const STAGE_POINTS: &[&str] = &[
+    "after_claim",
+    "after_head",
+    "after_downloaded",
+    "before_rename",
+    "after_rename",
+    "after_sidecar",
+    "after_archived",
+    "after_record",
+    "after_recorded",
+    "after_delete",
+    "after_fail_pending",
+    "after_fail_record",
+];
+
+#[tokio::test]
+async fn crash_at_every_stage_boundary() {
+    for point in STAGE_POINTS {
+        crash_and_recover(point).await;
+    }
+}
+
+#[tokio::test]
+async fn crash_at_random_offsets_mid_download() {
+    let src = tempfile::tempdir().unwrap();
+    let big = std::fs::metadata(media::video_sized(src.path(), "big.mp4", 3, "320x240", 60))
+        .unwrap()
+        .len();
+    assert!(
+        big > 4 * r2_sync::sync::download::SEGMENT,
+        "the big file spans several checkpoints"
+    );
+    for _ in 0..8 {
+        let offset = rand::random_range(1..big);
+        crash_and_recover(&format!("download@{offset}")).await;
+    }
+}
