@@ -27,11 +27,9 @@ pub async fn run(command: Command, cfg: Config, log: Logger) -> ExitCode {
             ttl,
             base_url,
         } => server::commands::token(&cfg, media_id, user_id, ttl, &base_url).await,
-        Command::Healthcheck => server::commands::healthcheck(&cfg).await,
-        other => {
-            slog::error!(log, "not yet implemented"; "command" => format!("{other:?}"));
-            ExitCode::FAILURE
-        }
+        // main answers it before reading the full configuration.
+        Command::Healthcheck => server::commands::healthcheck(cfg.server.health_port).await,
+        Command::Run => run_all(cfg, log).await,
     }
 }
 
@@ -158,6 +156,16 @@ impl Parts {
         })
     }
 
+    pub fn server_context(&self, log: &Logger) -> server::ServerContext {
+        server::ServerContext::new(
+            self.cfg.clone(),
+            self.ledger.clone(),
+            self.db.clone(),
+            self.storage.clone(),
+            log.clone(),
+        )
+    }
+
     pub fn syncer(&self, log: &Logger) -> crate::sync::Syncer {
         crate::sync::Syncer {
             cfg: self.cfg.clone(),
@@ -169,22 +177,51 @@ impl Parts {
     }
 }
 
-async fn sync(cfg: Config, log: Logger, once: bool) -> ExitCode {
-    let parts = match Parts::open(cfg) {
-        Ok(p) => p,
-        Err(e) => {
-            slog::error!(log, "cannot start"; "error" => e);
-            return ExitCode::FAILURE;
-        }
-    };
+/// Opens the parts, prepares the lease table and installs the signal handlers.
+async fn start(cfg: Config, log: &Logger) -> Result<(Parts, crate::shutdown::CancellationToken), ExitCode> {
+    let parts = Parts::open(cfg).map_err(|e| {
+        slog::error!(log, "cannot start"; "error" => e);
+        ExitCode::FAILURE
+    })?;
     if let Err(e) = parts.db.ensure_lease_table().await {
         slog::warn!(log, "cannot prepare the lease table (will retry on each pass)"; "error" => %e);
     }
     let shutdown = crate::shutdown::CancellationToken::new();
-    if let Err(e) = crate::shutdown::on_signals(shutdown.clone(), log.clone()) {
+    crate::shutdown::on_signals(shutdown.clone(), log.clone()).map_err(|e| {
         slog::error!(log, "cannot install signal handlers"; "error" => %e);
-        return ExitCode::FAILURE;
-    }
+        ExitCode::FAILURE
+    })?;
+    Ok((parts, shutdown))
+}
+
+/// `r2-sync run`: the scheduler and the file server in one process, sharing the ledger.
+async fn run_all(cfg: Config, log: Logger) -> ExitCode {
+    let (parts, shutdown) = match start(cfg, &log).await {
+        Ok(started) => started,
+        Err(code) => return code,
+    };
+    let running = match server::serve(parts.server_context(&log), shutdown.clone()).await {
+        Ok(running) => running,
+        Err(e) => {
+            slog::error!(log, "file server cannot start"; "error" => %e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let scheduler = tokio::spawn(crate::sync::schedule::run(parts.syncer(&log), shutdown.clone()));
+    running.finished().await;
+    // The server only finishes after shutdown was requested; the scheduler checkpoints and
+    // stops at the same signal.
+    shutdown.cancel();
+    let _ = scheduler.await;
+    slog::info!(log, "stopped");
+    ExitCode::SUCCESS
+}
+
+async fn sync(cfg: Config, log: Logger, once: bool) -> ExitCode {
+    let (parts, shutdown) = match start(cfg, &log).await {
+        Ok(started) => started,
+        Err(code) => return code,
+    };
     let syncer = parts.syncer(&log);
     if !once {
         crate::sync::schedule::run(syncer, shutdown).await;

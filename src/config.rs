@@ -372,6 +372,13 @@ impl Config {
         })
     }
 
+    /// Only `HEALTH_PORT`, for `r2-sync healthcheck`: the container's health probe must not
+    /// depend on every other setting being valid.
+    pub fn health_port_from_env() -> Result<u16, ConfigError> {
+        let map = std::env::vars().collect();
+        Vars(&map).parsed("HEALTH_PORT", 8081, "a port number 1-65535")
+    }
+
     /// Where this pass writes files: the shadow directory when set, else the archive.
     pub fn target_dir(&self) -> &std::path::Path {
         self.sync.shadow_dir.as_deref().unwrap_or(&self.archive_dir)

@@ -8,6 +8,9 @@ use r2_sync::{app, config::Config, logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::Healthcheck)) {
+        return healthcheck();
+    }
     let cfg = match Config::from_env() {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -27,4 +30,21 @@ fn main() -> ExitCode {
     };
     let command = cli.command.unwrap_or(Command::Run);
     runtime.block_on(app::run(command, cfg, log))
+}
+
+fn healthcheck() -> ExitCode {
+    let port = match Config::health_port_from_env() {
+        Ok(port) => port,
+        Err(e) => {
+            eprintln!("r2-sync: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(r2_sync::server::commands::healthcheck(port)),
+        Err(e) => {
+            eprintln!("r2-sync: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -26,7 +26,12 @@ struct Server {
 
 /// Runs `r2-sync serve` and waits for its two `listening` lines.
 async fn serve(rig: &Rig) -> Server {
-    let mut child = rig.command(&["serve"]).stdout(Stdio::piped()).spawn().unwrap();
+    spawn(rig.command(&["serve"])).await
+}
+
+/// Runs a server command (`serve` or `run`) and waits for its two `listening` lines.
+async fn spawn(mut cmd: Command) -> Server {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
     let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
     let lines = Arc::new(Mutex::new(Vec::new()));
     let (mut files, mut health) = (None, None);
@@ -266,4 +271,73 @@ async fn healthcheck_fails_when_nothing_answers() {
     let (code, _, err) = run(rig.command(&["healthcheck"]).env("HEALTH_PORT", port.to_string())).await;
     assert_eq!(code, Some(1));
     assert!(err.contains("/health"), "{err}");
+}
+
+#[tokio::test]
+async fn run_archives_on_its_first_pass_and_serves_what_it_archived() {
+    let rig = Rig::new().await;
+    let src = tempfile::tempdir().unwrap();
+    let video = std::fs::read(media::video(src.path(), "clip.mp4", 1)).unwrap();
+    rig.storage().put("uploads/run.mp4", &video, "video/mp4").await.unwrap();
+    let id = rig
+        .insert_media(&NewMedia::approved("uploads/run.mp4", "clip.mp4"))
+        .await;
+
+    let mut cmd = rig.command(&["run"]);
+    cmd.env("SYNC_INTERVAL", "1h");
+    let mut server = spawn(cmd).await;
+    let client = rig.db.client().await;
+    let mut archived = false;
+    for _ in 0..600 {
+        let status: String = client
+            .query_one("SELECT status FROM media WHERE id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        if status == "archived" {
+            archived = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        archived,
+        "the first pass runs at start-up: {:?}",
+        server.lines.lock().unwrap()
+    );
+
+    let base = format!("http://{}", server.files);
+    let (code, link, err) = run(&mut rig.command(&["token", "--media-id", &id.to_string(), "--base-url", &base])).await;
+    assert_eq!(code, Some(0), "{err}");
+    let body = reqwest::get(link.trim()).await.unwrap();
+    assert_eq!(body.status(), 200);
+    assert_eq!(
+        body.bytes().await.unwrap().as_ref(),
+        video.as_slice(),
+        "serves what it archived"
+    );
+
+    // The container's probe needs nothing but HEALTH_PORT.
+    let probe = Command::new(env!("CARGO_BIN_EXE_r2-sync"))
+        .arg("healthcheck")
+        .env_clear()
+        .env("HEALTH_PORT", server.health.port().to_string())
+        .status()
+        .await
+        .unwrap();
+    assert!(probe.success());
+
+    let pid = server.child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(15), server.child.wait())
+        .await
+        .expect("stops on SIGTERM")
+        .unwrap();
+    assert!(status.success());
+    let lines = server.lines.lock().unwrap().join("\n");
+    assert!(lines.contains("scheduler stopped"), "{lines}");
 }

@@ -1,7 +1,6 @@
 //! The server's subcommands: `serve`, `token` and `healthcheck`.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -10,36 +9,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::auth::{self, Grant};
-use super::{serve as start, ServerContext};
-use crate::app::{instance_name, LEDGER_FILE};
+use super::serve as start;
+use crate::app::LEDGER_FILE;
 use crate::config::Config;
 use crate::db::{names, Db};
 use crate::state::{Ledger, LedgerError};
-use crate::storage::Storage;
 
 /// Everything but RFC 3986 unreserved characters is percent-encoded in a path segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// `r2-sync serve`: the file server alone, until SIGTERM/SIGINT and the drain after it.
 pub async fn serve(cfg: Config, log: Logger) -> ExitCode {
-    let ledger = match Ledger::open(&cfg.state_dir.join(LEDGER_FILE)) {
-        Ok(l) => Arc::new(l),
-        Err(e) => return fail(&log, &e.to_string()),
-    };
-    let db = match Db::new(&cfg.db, instance_name(&cfg)) {
-        Ok(db) => db,
-        Err(e) => return fail(&log, &e.to_string()),
-    };
-    let storage = match Storage::new(&cfg.r2) {
-        Ok(s) => s,
-        Err(e) => return fail(&log, &e.to_string()),
+    let parts = match crate::app::Parts::open(cfg) {
+        Ok(parts) => parts,
+        Err(e) => return fail(&log, &e),
     };
     let shutdown = CancellationToken::new();
     if let Err(e) = crate::shutdown::on_signals(shutdown.clone(), log.clone()) {
         return fail(&log, &format!("cannot install signal handlers: {e}"));
     }
-    let ctx = ServerContext::new(Arc::new(cfg), ledger, db, storage, log.clone());
-    match start(ctx, shutdown).await {
+    match start(parts.server_context(&log), shutdown).await {
         Ok(running) => {
             running.finished().await;
             ExitCode::SUCCESS
@@ -116,8 +105,7 @@ pub fn download_link(base_url: &str, archive_path: &str, token: &str) -> String 
 
 /// `r2-sync healthcheck`: 0 when `GET http://127.0.0.1:HEALTH_PORT/health` answers 200
 /// within 3 s. A raw HTTP/1.1 request keeps an HTTP client out of the binary.
-pub async fn healthcheck(cfg: &Config) -> ExitCode {
-    let port = cfg.server.health_port;
+pub async fn healthcheck(port: u16) -> ExitCode {
     let outcome = tokio::time::timeout(Duration::from_secs(3), async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
         stream
