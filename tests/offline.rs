@@ -73,7 +73,10 @@ async fn owed_record_waits_in_the_ledger_until_postgres_returns() {
 
     // Still away: settling changes nothing and returns quickly (no busy loop, no hang).
     let started = std::time::Instant::now();
+    let attempts_before = pg.accepted();
     assert_eq!(syncer.settle_owed().await, 0);
+    let attempts = pg.accepted() - attempts_before;
+    assert!(attempts <= 3, "bounded reconnects, no busy loop: {attempts} connection attempts");
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(syncer.ledger.get(id as u64).unwrap().unwrap().stage, Stage::Archived);
 

@@ -27,8 +27,12 @@ pub const SEGMENT: u64 = 64 << 20;
 #[cfg(feature = "fault-injection")]
 pub const SEGMENT: u64 = 256 << 10;
 const WRITE_BUFFER: usize = 1 << 20;
-/// A transfer that makes no progress for this long is abandoned (and retried later).
+/// A transfer that makes no progress for this long is abandoned (and retried). Test builds
+/// give up sooner so that stall scenarios run in seconds.
+#[cfg(not(feature = "fault-injection"))]
 const STALL: Duration = Duration::from_secs(60);
+#[cfg(feature = "fault-injection")]
+const STALL: Duration = Duration::from_secs(3);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]

@@ -17,7 +17,8 @@ use crate::storage::StorageError;
 
 /// Download attempts that end in a size or checksum mismatch before the file is failed.
 const MAX_CORRUPT_DOWNLOADS: u32 = 3;
-/// Transfer attempts within one pass before the file waits for a later pass.
+/// Transfer attempts in a row without progress, within one pass, before the file waits for
+/// a later pass.
 const IN_PASS_ATTEMPTS: u32 = 4;
 
 /// Why a step stopped.
@@ -139,21 +140,27 @@ impl Syncer {
     }
 
     /// [`Self::fetch`], retried within the pass on transient trouble (a network blip should
-    /// not cost a whole `SYNC_INTERVAL`). Later passes retry with [`backoff_secs`].
+    /// not cost a whole `SYNC_INTERVAL`) for as long as attempts make progress; after
+    /// [`IN_PASS_ATTEMPTS`] attempts in a row without progress, later passes retry with
+    /// [`backoff_secs`].
     async fn fetch_with_retries(
         &self,
         entry: &mut Entry,
         shutdown: &CancellationToken,
         log: &Logger,
     ) -> Result<(), Trouble> {
-        let mut attempt = 0;
+        let mut fruitless = 0;
         loop {
+            let before = entry.bytes_done;
             match self.fetch(entry, shutdown, log).await {
-                Err(Trouble::Transient(reason)) if attempt + 1 < IN_PASS_ATTEMPTS => {
-                    attempt += 1;
-                    let pause = Duration::from_millis(500 << attempt).mul_f64(rand::random_range(0.8..1.2));
+                Err(Trouble::Transient(reason)) => {
+                    fruitless = if entry.bytes_done > before { 0 } else { fruitless + 1 };
+                    if fruitless >= IN_PASS_ATTEMPTS {
+                        return Err(Trouble::Transient(reason));
+                    }
+                    let pause = Duration::from_millis(250 << fruitless).mul_f64(rand::random_range(0.8..1.2));
                     warn!(log, "transfer attempt failed; retrying"; "stage" => entry.stage.as_str(),
-                        "error" => reason, "attempt" => attempt, "retry_in_ms" => pause.as_millis() as u64);
+                        "error" => reason, "bytes" => entry.bytes_done, "retry_in_ms" => pause.as_millis() as u64);
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
                         () = shutdown.cancelled() => return Err(Trouble::Interrupted),

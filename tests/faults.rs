@@ -1,0 +1,222 @@
+//! Network faults between r2-sync and the bucket, and rows or objects changing under a
+//! transfer: the right outcome, and nothing lost.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::invariants::{self, sha256_hex, Seeded};
+use common::proxy::Proxy;
+use common::{media, NewMedia, Rig};
+
+/// The bucket behind a fault proxy: r2-sync talks to `proxy`, the test to the server.
+async fn behind_proxy(rig: &Rig) -> Proxy {
+    let target = rig.s3.endpoint.trim_start_matches("http://").parse().unwrap();
+    Proxy::start(target).await
+}
+
+async fn seed_bytes(rig: &Rig, key: &str, bytes: &[u8]) -> Seeded {
+    rig.storage().put(key, bytes, "application/octet-stream").await.unwrap();
+    let mut m = NewMedia::approved(key, "data.bin");
+    m.content_type = "application/octet-stream";
+    let id = rig.insert_media(&m).await;
+    Seeded {
+        id,
+        key: key.into(),
+        sha256: sha256_hex(bytes),
+        size: bytes.len() as u64,
+    }
+}
+
+fn random(len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    rand::fill(&mut v[..]);
+    v
+}
+
+fn sync_via(rig: &Rig, proxy: &Proxy) -> tokio::process::Command {
+    let mut cmd = rig.command(&["sync", "--once"]);
+    cmd.env("R2_ENDPOINT", format!("http://{}", proxy.addr))
+        .env("VALIDATE_MEDIA", "false");
+    cmd
+}
+
+async fn wait_for_part(rig: &Rig, id: i64) {
+    let part = rig.archive_dir().join(".r2-sync-tmp").join(format!("{id}.part"));
+    for _ in 0..10_000 {
+        if std::fs::metadata(&part).map(|m| m.len() > 0).unwrap_or(false) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("download of {id} never started");
+}
+
+async fn status(rig: &Rig, id: i64) -> String {
+    let c = rig.db.client().await;
+    c.query_one("SELECT status FROM media WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn connections_cut_mid_body_resume_and_complete() {
+    let rig = Rig::new().await;
+    let proxy = behind_proxy(&rig).await;
+    let seeded = vec![seed_bytes(&rig, "uploads/cut.bin", &random(3 << 20)).await];
+    proxy.cut_after(400_000);
+    let out = sync_via(&rig, &proxy).output().await.unwrap();
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{logs}");
+    assert!(
+        logs.contains("transfer attempt failed; retrying"),
+        "the cuts happened: {logs}"
+    );
+    invariants::check(
+        &rig,
+        &rig.archive_dir(),
+        &seeded,
+        Some(&rig.state_dir().join(r2_sync::app::LEDGER_FILE)),
+    )
+    .await;
+    let sent = rig.s3.bytes_sent().await;
+    assert!(
+        sent < seeded[0].size * 3 / 2,
+        "resumed, not restarted: {sent} bytes sent for {}",
+        seeded[0].size
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_transfer_is_abandoned_and_retried() {
+    let rig = Rig::new().await;
+    let proxy = behind_proxy(&rig).await;
+    let seeded = vec![seed_bytes(&rig, "uploads/stall.bin", &random(1 << 20)).await];
+    proxy.stall(true);
+    let started = Instant::now();
+    let child = sync_via(&rig, &proxy)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.stall(false);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{logs}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    invariants::check(&rig, &rig.archive_dir(), &seeded, None).await;
+}
+
+#[tokio::test]
+async fn an_object_overwritten_mid_transfer_is_fetched_again_whole() {
+    let rig = Rig::new().await;
+    let proxy = behind_proxy(&rig).await;
+    let mut seeded = seed_bytes(&rig, "uploads/changing.bin", &random(2 << 20)).await;
+    proxy.rate(1 << 20);
+    let child = sync_via(&rig, &proxy)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_part(&rig, seeded.id).await;
+    let replacement = random(1 << 20);
+    rig.storage()
+        .put(&seeded.key, &replacement, "application/octet-stream")
+        .await
+        .unwrap();
+    proxy.rate(0);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    seeded.sha256 = sha256_hex(&replacement);
+    seeded.size = replacement.len() as u64;
+    invariants::check(&rig, &rig.archive_dir(), &[seeded], None).await;
+}
+
+#[tokio::test]
+async fn an_object_deleted_mid_transfer_fails_the_row_and_archives_nothing() {
+    let rig = Rig::new().await;
+    let proxy = behind_proxy(&rig).await;
+    let seeded = seed_bytes(&rig, "uploads/vanishing.bin", &random(2 << 20)).await;
+    proxy.rate(1 << 20);
+    let child = sync_via(&rig, &proxy)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_part(&rig, seeded.id).await;
+    rig.storage().delete(&seeded.key).await.unwrap();
+    proxy.rate(0);
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(status(&rig, seeded.id).await, "failed");
+    let files = invariants::archive_files(&rig.archive_dir());
+    assert!(files.is_empty(), "{files:?}");
+}
+
+#[tokio::test]
+async fn a_row_soft_deleted_mid_transfer_is_left_alone() {
+    let rig = Rig::new().await;
+    let proxy = behind_proxy(&rig).await;
+    let seeded = seed_bytes(&rig, "uploads/deleted.bin", &random(2 << 20)).await;
+    proxy.rate(1 << 20);
+    let child = sync_via(&rig, &proxy)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_part(&rig, seeded.id).await;
+    let c = rig.db.client().await;
+    c.execute("UPDATE media SET deleted_at = now() WHERE id = $1", &[&seeded.id])
+        .await
+        .unwrap();
+    proxy.rate(0);
+    let out = child.wait_with_output().await.unwrap();
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(logs.contains("abandoned"), "{logs}");
+    assert_eq!(
+        status(&rig, seeded.id).await,
+        "approved",
+        "r2-sync never touches a deleted row"
+    );
+    assert!(rig.storage().head(&seeded.key).await.is_ok(), "object left in R2");
+    assert!(invariants::archive_files(&rig.archive_dir()).is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_row_approved_again_with_a_fixed_upload_is_archived() {
+    let rig = Rig::new().await;
+    let src = tempfile::tempdir().unwrap();
+    let noise = std::fs::read(media::corrupt(src.path(), "clip.mp4", 50_000)).unwrap();
+    let mut seeded = seed_bytes(&rig, "uploads/retry.mp4", &noise).await;
+    let out = rig.command(&["sync", "--once"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(status(&rig, seeded.id).await, "failed");
+
+    let fixed = std::fs::read(media::video(src.path(), "fixed.mp4", 1)).unwrap();
+    rig.storage().put(&seeded.key, &fixed, "video/mp4").await.unwrap();
+    let c = rig.db.client().await;
+    c.execute("UPDATE media SET status = 'approved' WHERE id = $1", &[&seeded.id])
+        .await
+        .unwrap();
+    let out = rig.command(&["sync", "--once"]).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    seeded.sha256 = sha256_hex(&fixed);
+    // The earlier failure's audit row stays; the row is now archived once.
+    assert_eq!(status(&rig, seeded.id).await, "archived");
+    let archived: i64 = c
+        .query_one(
+            "SELECT count(*) FROM audit_logs WHERE entity_id = $1 AND action = 'media.archived'",
+            &[&seeded.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(archived, 1);
+    let files: Vec<_> = invariants::archive_files(&rig.archive_dir());
+    assert_eq!(
+        files.iter().filter(|p| !p.to_string_lossy().ends_with(".json")).count(),
+        1,
+        "{files:?}"
+    );
+}
