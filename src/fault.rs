@@ -4,6 +4,22 @@
 //! transfer are written. Without the feature (release images) every call is an empty inline
 //! function.
 
+/// Every named crash point, in pipeline order (tests loop over them).
+pub const POINTS: &[&str] = &[
+    "after_claim",
+    "after_head",
+    "after_downloaded",
+    "before_rename",
+    "after_rename",
+    "after_sidecar",
+    "after_archived",
+    "after_record",
+    "after_recorded",
+    "after_delete",
+    "after_fail_pending",
+    "after_fail_record",
+];
+
 #[cfg(feature = "fault-injection")]
 mod armed {
     use std::sync::OnceLock;

@@ -75,24 +75,9 @@ async fn crash_and_recover(fault: &str) {
     }
 }
 
-const STAGE_POINTS: &[&str] = &[
-    "after_claim",
-    "after_head",
-    "after_downloaded",
-    "before_rename",
-    "after_rename",
-    "after_sidecar",
-    "after_archived",
-    "after_record",
-    "after_recorded",
-    "after_delete",
-    "after_fail_pending",
-    "after_fail_record",
-];
-
 #[tokio::test]
 async fn crash_at_every_stage_boundary() {
-    for point in STAGE_POINTS {
+    for point in r2_sync::fault::POINTS {
         crash_and_recover(point).await;
     }
 }

@@ -11,21 +11,6 @@ use common::proxy::Proxy;
 use common::{media, NewMedia, Rig};
 use rand::seq::IndexedRandom;
 
-const POINTS: &[&str] = &[
-    "after_claim",
-    "after_head",
-    "after_downloaded",
-    "before_rename",
-    "after_rename",
-    "after_sidecar",
-    "after_archived",
-    "after_record",
-    "after_recorded",
-    "after_delete",
-    "after_fail_pending",
-    "after_fail_record",
-];
-
 async fn seed(rig: &Rig, count: usize) -> Vec<Seeded> {
     let src = tempfile::tempdir().unwrap();
     let small = std::fs::read(media::video(src.path(), "small.mp4", 1)).unwrap();
@@ -79,7 +64,7 @@ async fn many_passes_with_random_crashes_and_cuts_lose_nothing() {
         let fault = if roll < 0.35 {
             None
         } else if roll < 0.75 {
-            Some(POINTS.choose(&mut rand::rng()).unwrap().to_string())
+            Some(r2_sync::fault::POINTS.choose(&mut rand::rng()).unwrap().to_string())
         } else {
             Some(format!("download@{}", rand::random_range(1..biggest)))
         };

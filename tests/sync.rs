@@ -26,17 +26,6 @@ async fn row(rig: &Rig, id: i64) -> (String, Option<String>) {
     (r.get(0), r.get(1))
 }
 
-async fn audit_count(rig: &Rig, id: i64, action: &str) -> i64 {
-    let c = rig.db.client().await;
-    c.query_one(
-        "SELECT count(*) FROM audit_logs WHERE entity_id = $1 AND action = $2",
-        &[&id, &action],
-    )
-    .await
-    .unwrap()
-    .get(0)
-}
-
 async fn in_bucket(rig: &Rig, key: &str) -> bool {
     rig.storage().head(key).await.is_ok()
 }
@@ -115,12 +104,12 @@ async fn a_pass_archives_good_media_and_fails_broken_files_keeping_them_in_r2() 
         ] {
             assert!(!sidecar[field].is_null(), "sidecar lacks {field}");
         }
-        assert_eq!(audit_count(&rig, *id, "media.archived").await, 1);
+        assert_eq!(common::invariants::audits(&rig, *id, "media.archived").await, 1);
         assert!(!in_bucket(&rig, key).await, "object deleted after recording");
     }
     for (id, key) in [(corrupt_id, "uploads/noise.mp4"), (truncated_id, "uploads/half.mp4")] {
         assert_eq!(row(&rig, id).await.0, "failed");
-        assert_eq!(audit_count(&rig, id, "media.sync_failed").await, 1);
+        assert_eq!(common::invariants::audits(&rig, id, "media.sync_failed").await, 1);
         assert!(in_bucket(&rig, key).await, "a failed file stays in R2");
     }
     let leftovers: Vec<_> = files_under(&rig.archive_dir())
@@ -212,7 +201,7 @@ async fn dry_run_and_shadow_change_nothing_they_must_not() {
         "approved",
         "shadow mode writes nothing to the database"
     );
-    assert_eq!(audit_count(&rig, id, "media.archived").await, 0);
+    assert_eq!(common::invariants::audits(&rig, id, "media.archived").await, 0);
     assert!(in_bucket(&rig, "uploads/v.mp4").await, "shadow mode deletes nothing");
     assert!(files_under(&rig.archive_dir()).is_empty());
 
@@ -265,6 +254,6 @@ async fn two_instances_on_one_database_archive_each_file_exactly_once() {
     );
     for id in ids {
         assert_eq!(row(&rig, id).await.0, "archived");
-        assert_eq!(audit_count(&rig, id, "media.archived").await, 1);
+        assert_eq!(common::invariants::audits(&rig, id, "media.archived").await, 1);
     }
 }

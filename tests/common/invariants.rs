@@ -40,7 +40,7 @@ pub fn archive_files(archive: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-async fn audits(rig: &Rig, id: i64, action: &str) -> i64 {
+pub async fn audits(rig: &Rig, id: i64, action: &str) -> i64 {
     let c = rig.db.client().await;
     c.query_one(
         "SELECT count(*) FROM audit_logs WHERE entity_id = $1 AND action = $2",
