@@ -8,6 +8,7 @@ use crate::check;
 use crate::cli::Command;
 use crate::config::Config;
 use crate::db::Db;
+use crate::metrics::Metrics;
 use crate::server;
 use crate::state::Ledger;
 use crate::storage::Storage;
@@ -139,6 +140,8 @@ pub struct Parts {
     pub ledger: std::sync::Arc<Ledger>,
     pub db: Db,
     pub storage: Storage,
+    /// One set of metrics for the scheduler and the server.
+    pub metrics: std::sync::Arc<Metrics>,
 }
 
 impl Parts {
@@ -153,6 +156,7 @@ impl Parts {
             ledger: std::sync::Arc::new(ledger),
             db,
             storage,
+            metrics: std::sync::Arc::new(Metrics::new()),
         })
     }
 
@@ -163,6 +167,7 @@ impl Parts {
             self.db.clone(),
             self.storage.clone(),
             log.clone(),
+            self.metrics.clone(),
         )
     }
 
@@ -173,6 +178,7 @@ impl Parts {
             storage: self.storage.clone(),
             ledger: self.ledger.clone(),
             log: log.new(slog::o!("role" => "sync")),
+            metrics: self.metrics.clone(),
         }
     }
 }

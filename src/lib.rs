@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod fault;
 pub mod logging;
+pub mod metrics;
 pub mod probe;
 pub mod server;
 pub mod shutdown;

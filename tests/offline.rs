@@ -34,6 +34,7 @@ async fn owed_record_waits_in_the_ledger_until_postgres_returns() {
         storage: rig.storage(),
         ledger: Arc::new(ledger),
         log: r2_sync::logging::discard(),
+        metrics: Arc::new(r2_sync::metrics::Metrics::new()),
     };
 
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -76,7 +77,10 @@ async fn owed_record_waits_in_the_ledger_until_postgres_returns() {
     let attempts_before = pg.accepted();
     assert_eq!(syncer.settle_owed().await, 0);
     let attempts = pg.accepted() - attempts_before;
-    assert!(attempts <= 3, "bounded reconnects, no busy loop: {attempts} connection attempts");
+    assert!(
+        attempts <= 3,
+        "bounded reconnects, no busy loop: {attempts} connection attempts"
+    );
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(syncer.ledger.get(id as u64).unwrap().unwrap().stage, Stage::Archived);
 

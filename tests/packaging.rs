@@ -419,3 +419,42 @@ fn entrypoint_applies_the_container_defaults() {
         );
     }
 }
+
+/// The variables named in the first column of the README's configuration table.
+fn readme_configuration_variables() -> BTreeSet<String> {
+    let readme = read("README.md");
+    let section = readme
+        .split("\n## Configuration\n")
+        .nth(1)
+        .expect("README.md has a \"## Configuration\" section");
+    let section = section.split("\n## ").next().unwrap();
+    let mut names = BTreeSet::new();
+    let rows = section.lines().filter(|l| l.starts_with('|')).skip(2); // header, separator
+    for row in rows {
+        let first = row.split('|').nth(1).unwrap_or_default();
+        for (i, span) in first.split('`').enumerate() {
+            if i % 2 == 1 {
+                let valid = !span.is_empty()
+                    && span
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+                assert!(valid, "README configuration table: `{span}` is not a variable name");
+                assert!(names.insert(span.to_owned()), "README lists {span} twice");
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn readme_configuration_table_lists_exactly_the_settings() {
+    let listed = readme_configuration_variables();
+    let listed: BTreeSet<&str> = listed.iter().map(String::as_str).collect();
+    let expected = settings();
+    assert_eq!(
+        listed,
+        expected,
+        "README.md configuration table differs from config::SETTINGS: {}",
+        diff(&expected, &listed)
+    );
+}

@@ -100,6 +100,7 @@ async fn a_row_rejected_while_downloading_is_not_archived_and_stays_in_r2() {
         storage: rig.storage(),
         ledger: std::sync::Arc::new(ledger),
         log: r2_sync::logging::discard(),
+        metrics: std::sync::Arc::new(r2_sync::metrics::Metrics::new()),
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let pass = {

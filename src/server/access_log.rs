@@ -1,9 +1,11 @@
 //! One JSON access-log line per request, written when the response body is done (or dropped,
 //! when the client went away), so `bytes` and `elapsed_ms` describe what was really sent.
-//! Only the path is logged, never the query string: it carries the token.
+//! Only the path is logged, never the query string: it carries the token. The same moment
+//! counts the request in the metrics.
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
@@ -13,6 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use slog::Logger;
 
 use super::auth::Grant;
+use crate::metrics::{HttpRoute, Metrics};
 
 /// What the handler learned about the caller, passed to the log in response extensions.
 #[derive(Debug, Clone, Copy, Default)]
@@ -57,13 +60,25 @@ pub struct LoggedBody<B> {
     sent: u64,
     /// Body bytes expected (Content-Length); the line is written as the last one goes out.
     expected: Option<u64>,
-    pending: Option<(Logger, RequestLine, u16, AccessInfo)>,
+    pending: Option<Pending>,
 }
 
-/// Wraps `resp`'s body so the access line is written when it completes.
-pub fn wrap<B>(resp: Response<B>, line: RequestLine, log: &Logger) -> Response<LoggedBody<B>> {
+/// What the line and the counters need once the body is done.
+struct Pending {
+    log: Logger,
+    line: RequestLine,
+    status: u16,
+    info: AccessInfo,
+    route: HttpRoute,
+    metrics: Arc<Metrics>,
+}
+
+/// Wraps `resp`'s body so the access line is written (and the request counted) when it
+/// completes.
+pub fn wrap<B>(resp: Response<B>, line: RequestLine, log: &Logger, metrics: &Arc<Metrics>) -> Response<LoggedBody<B>> {
     let status = resp.status().as_u16();
     let info = resp.extensions().get::<AccessInfo>().copied().unwrap_or_default();
+    let route = resp.extensions().get::<HttpRoute>().copied().unwrap_or_default();
     let bodiless = line.method == Method::HEAD || status == 304 || status == 204;
     let expected = if bodiless {
         Some(0)
@@ -76,7 +91,14 @@ pub fn wrap<B>(resp: Response<B>, line: RequestLine, log: &Logger) -> Response<L
         inner,
         sent: 0,
         expected,
-        pending: Some((log.clone(), line, status, info)),
+        pending: Some(Pending {
+            log: log.clone(),
+            line,
+            status,
+            info,
+            route,
+            metrics: metrics.clone(),
+        }),
     });
     if expected == Some(0) {
         resp.body_mut().finish(true);
@@ -86,9 +108,18 @@ pub fn wrap<B>(resp: Response<B>, line: RequestLine, log: &Logger) -> Response<L
 
 impl<B> LoggedBody<B> {
     fn finish(&mut self, complete: bool) {
-        let Some((log, line, status, info)) = self.pending.take() else {
+        let Some(Pending {
+            log,
+            line,
+            status,
+            info,
+            route,
+            metrics,
+        }) = self.pending.take()
+        else {
             return;
         };
+        metrics.http_request(route, status, self.sent);
         // Keys only present when they mean something: who was granted, or why not.
         let log = match info.grant {
             Some(g) => log.new(slog::o!("media_id" => g.media_id, "user_id" => g.user_id)),

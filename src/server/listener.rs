@@ -100,14 +100,15 @@ async fn connection(
         activity: activity.clone(),
     });
     let log = shared.log.clone();
+    let metrics = shared.metrics.clone();
     let svc = warp::service(routes);
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let mut svc = svc.clone();
-        let log = log.clone();
+        let (log, metrics) = (log.clone(), metrics.clone());
         async move {
             let line = RequestLine::of(&req, peer);
             let resp = svc.call(req).await?;
-            Ok::<_, Infallible>(access_log::wrap(resp, line, &log))
+            Ok::<_, Infallible>(access_log::wrap(resp, line, &log, &metrics))
         }
     });
     let mut builder = http1::Builder::new();

@@ -19,6 +19,10 @@ mod lookup;
 mod range;
 mod request_path;
 
+#[cfg(test)]
+mod fuzz_tests;
+mod scrape;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +38,7 @@ use warp::Filter;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::metrics::{HttpRoute, Metrics};
 use crate::state::Ledger;
 use crate::storage::Storage;
 use listener::{Listener, Routes};
@@ -77,17 +82,27 @@ pub struct ServerContext {
     pub db: Db,
     pub storage: Storage,
     pub log: Logger,
+    /// Shared with the sync scheduler when both run; served on the health port.
+    pub metrics: Arc<Metrics>,
     pub limits: Limits,
 }
 
 impl ServerContext {
-    pub fn new(config: Arc<Config>, ledger: Arc<Ledger>, db: Db, storage: Storage, log: Logger) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        ledger: Arc<Ledger>,
+        db: Db,
+        storage: Storage,
+        log: Logger,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             config,
             ledger,
             db,
             storage,
             log,
+            metrics,
             limits: Limits::default(),
         }
     }
@@ -111,6 +126,7 @@ struct Shared {
     db: Db,
     storage: Storage,
     log: Logger,
+    metrics: Arc<Metrics>,
     limits: Limits,
     verifier: auth::Verifier,
     deep: health::DeepCache,
@@ -160,6 +176,7 @@ pub async fn serve(ctx: ServerContext, shutdown: CancellationToken) -> Result<Ru
         db: ctx.db,
         storage: ctx.storage,
         log: ctx.log,
+        metrics: ctx.metrics,
         limits: ctx.limits,
         deep: health::DeepCache::default(),
     });
@@ -202,7 +219,8 @@ fn local_addr(l: &Listener) -> SocketAddr {
     l.tcp.local_addr().expect("a bound socket has an address")
 }
 
-/// `/health`, `/health/deep`, then either the files or a 404. `public`: faces the tunnel.
+/// `/health`, `/health/deep`, then either the files or (`/metrics` and) a 404. `public`:
+/// faces the tunnel. Each answer carries its [`HttpRoute`] for the request counters.
 fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
     let with_shared = {
         let shared = shared.clone();
@@ -210,7 +228,8 @@ fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
     };
     let shallow = warp::path!("health")
         .and(warp::method())
-        .map(|m: Method| only_get(&m).unwrap_or_else(health::shallow));
+        .map(|m: Method| only_get(&m).unwrap_or_else(health::shallow))
+        .map(tag(HttpRoute::Health));
     let deep = warp::path!("health" / "deep")
         .and(warp::method())
         .and(with_shared.clone())
@@ -219,7 +238,9 @@ fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
                 Some(refused) => refused,
                 None => health::deep(&shared, !public).await,
             }
-        });
+        })
+        .map(tag(HttpRoute::HealthDeep));
+    let health = shallow.or(deep).unify();
     let rest = if serve_files {
         let query = warp::query::raw().or(warp::any().map(String::new)).unify();
         warp::method()
@@ -228,13 +249,34 @@ fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
             .and(warp::header::headers_cloned())
             .and(with_shared)
             .and_then(|m, path, query, headers, shared| files::handle(shared, m, path, query, headers))
+            .map(tag(HttpRoute::File))
             .boxed()
     } else {
-        warp::any()
+        // Metrics never face the tunnel: on the file port `/metrics` is just a path.
+        let metrics = warp::path!("metrics")
+            .and(warp::method())
+            .and(with_shared)
+            .then(|m: Method, shared: Arc<Shared>| async move {
+                match only_get(&m) {
+                    Some(refused) => refused,
+                    None => scrape::metrics(&shared).await,
+                }
+            })
+            .map(tag(HttpRoute::Metrics));
+        let unknown = warp::any()
             .map(|| json(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "not found" })))
-            .boxed()
+            .map(tag(HttpRoute::Other));
+        metrics.or(unknown).unify().boxed()
     };
-    shallow.or(deep).unify().or(rest).unify().boxed()
+    health.or(rest).unify().boxed()
+}
+
+/// Marks a response with the route that produced it.
+fn tag(route: HttpRoute) -> impl Fn(Response) -> Response + Clone {
+    move |mut resp: Response| {
+        resp.extensions_mut().insert(route);
+        resp
+    }
 }
 
 /// None for GET and HEAD; a 405 for anything else.

@@ -214,7 +214,10 @@ impl Syncer {
             shutdown,
             log,
         };
-        let result = download::run(request, &checkpoint).await;
+        let result = {
+            let _in_flight = self.metrics.transfer();
+            download::run(request, &checkpoint).await
+        };
         // The checkpoints wrote the progress; take it back into our copy.
         if let Ok(Some(stored)) = self.ledger.get(entry.media_id) {
             entry.bytes_done = stored.bytes_done;
@@ -317,6 +320,7 @@ impl Syncer {
         crate::fault::point("after_sidecar");
         info!(log, "archived"; "stage" => "archived", "archive_path" => &rel, "bytes" => facts.size);
         self.save(entry, if shadow { Stage::Shadowed } else { Stage::Archived }, log)?;
+        self.metrics.file_synced(entry.size.unwrap_or(entry.bytes_done));
         crate::fault::point("after_archived");
         Ok(())
     }
@@ -385,6 +389,7 @@ impl Syncer {
                 FileOutcome::Deferred
             }
             Trouble::Permanent(reason) => {
+                self.metrics.file_failed(&reason);
                 self.remove_temp(entry);
                 entry.error = Some(reason);
                 if self.save(entry, Stage::FailPending, log).is_err() {

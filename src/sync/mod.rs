@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::metrics::Metrics;
 use crate::state::Ledger;
 use crate::storage::Storage;
 
@@ -33,6 +34,7 @@ pub struct Syncer {
     pub storage: Storage,
     pub ledger: Arc<Ledger>,
     pub log: Logger,
+    pub metrics: Arc<Metrics>,
 }
 
 /// How one file's turn in a pass ended.
@@ -88,6 +90,18 @@ impl PassReport {
 impl Syncer {
     /// One pass: settle what earlier passes owe, then claim and process a batch.
     pub async fn pass(&self, shutdown: &CancellationToken) -> PassReport {
+        let started = Instant::now();
+        let report = self.run_pass(shutdown).await;
+        self.metrics
+            .pass_finished(started.elapsed().as_secs_f64(), report.all_succeeded());
+        let ledger = self.ledger.clone();
+        if let Ok(Ok(counts)) = tokio::task::spawn_blocking(move || ledger.counts()).await {
+            self.metrics.observe_ledger(&counts);
+        }
+        report
+    }
+
+    async fn run_pass(&self, shutdown: &CancellationToken) -> PassReport {
         let started = Instant::now();
         let mut report = PassReport::default();
         if self.cfg.sync.dry_run {

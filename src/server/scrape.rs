@@ -1,0 +1,22 @@
+//! `GET /metrics`, on the health listener only: the ledger gauges are refreshed (one read of
+//! the ledger per scrape), then every metric is rendered in the Prometheus text format.
+
+use http::header::{HeaderValue, CONTENT_TYPE};
+use warp::reply::{Reply, Response};
+
+use super::Shared;
+use crate::metrics;
+
+pub async fn metrics(shared: &Shared) -> Response {
+    let ledger = shared.ledger.clone();
+    match tokio::task::spawn_blocking(move || ledger.counts()).await {
+        Ok(Ok(counts)) => shared.metrics.observe_ledger(&counts),
+        // The gauges keep their last values; the rest is still worth answering.
+        Ok(Err(e)) => slog::warn!(shared.log, "metrics: ledger unreadable"; "error" => %e),
+        Err(e) => slog::warn!(shared.log, "metrics: ledger read failed"; "error" => %e),
+    }
+    let mut resp = shared.metrics.render().into_response();
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE));
+    resp
+}
