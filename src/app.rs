@@ -189,8 +189,11 @@ async fn start(cfg: Config, log: &Logger) -> Result<(Parts, crate::shutdown::Can
         slog::error!(log, "cannot start"; "error" => e);
         ExitCode::FAILURE
     })?;
-    if let Err(e) = parts.db.ensure_lease_table().await {
-        slog::warn!(log, "cannot prepare the lease table (will retry on each pass)"; "error" => %e);
+    // A dry run changes nothing anywhere, not even r2-sync's own table.
+    if !parts.cfg.sync.dry_run {
+        if let Err(e) = parts.db.ensure_lease_table().await {
+            slog::warn!(log, "cannot prepare the lease table (will retry on each pass)"; "error" => %e);
+        }
     }
     let shutdown = crate::shutdown::CancellationToken::new();
     crate::shutdown::on_signals(shutdown.clone(), log.clone()).map_err(|e| {

@@ -257,3 +257,36 @@ async fn two_instances_on_one_database_archive_each_file_exactly_once() {
         assert_eq!(common::invariants::audits(&rig, id, "media.archived").await, 1);
     }
 }
+
+#[tokio::test]
+async fn shadow_failures_owe_nothing_and_dry_run_creates_nothing() {
+    let rig = Rig::new().await;
+    let src = tempfile::tempdir().unwrap();
+    let noise = media::corrupt(src.path(), "noise.mp4", 30_000);
+    let id = seed(&rig, &noise, "uploads/noise.mp4", "noise.mp4").await;
+
+    let (code, _) = sync_once(&rig, &[("DRY_RUN", "true")]).await;
+    assert_eq!(code, Some(0));
+    let c = rig.db.client().await;
+    let leases: i64 = c
+        .query_one("SELECT count(*) FROM pg_tables WHERE tablename = 'r2_sync_leases'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leases, 0, "a dry run creates nothing, not even r2-sync's own table");
+
+    let shadow = rig.dir.path().join("shadow");
+    std::fs::create_dir_all(&shadow).unwrap();
+    let (code, _) = sync_once(&rig, &[("SHADOW_DIR", shadow.to_str().unwrap())]).await;
+    assert_eq!(code, Some(1), "the corrupt file is reported");
+    let status = rig.command(&["status", "--json"]).output().await.unwrap();
+    let entries: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(entries[0]["stage"], "shadowed", "no failure record is owed: {entries}");
+    assert_eq!(row(&rig, id).await.0, "approved");
+
+    // At cutover the file is judged anew and its failure recorded then.
+    let (code, _) = sync_once(&rig, &[]).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(row(&rig, id).await.0, "failed");
+    assert_eq!(common::invariants::audits(&rig, id, "media.sync_failed").await, 1);
+}

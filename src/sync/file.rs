@@ -392,11 +392,18 @@ impl Syncer {
                 self.metrics.file_failed(&reason);
                 self.remove_temp(entry);
                 entry.error = Some(reason);
-                if self.save(entry, Stage::FailPending, log).is_err() {
+                // Shadow mode writes nothing to PostgreSQL, so it owes it nothing either: the
+                // verdict is kept for the operator, and a normal run will judge the file anew.
+                let stage = if self.cfg.sync.shadow_dir.is_some() {
+                    Stage::Shadowed
+                } else {
+                    Stage::FailPending
+                };
+                if self.save(entry, stage, log).is_err() {
                     return FileOutcome::Deferred;
                 }
-                crate::fault::point("after_fail_pending");
-                if self.cfg.sync.shadow_dir.is_none() {
+                if stage == Stage::FailPending {
+                    crate::fault::point("after_fail_pending");
                     self.record_failure(entry, log).await;
                 }
                 FileOutcome::Failed
