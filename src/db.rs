@@ -150,7 +150,7 @@ impl Db {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(8)
+            .max_size(16)
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(Duration::from_secs(5)))
             .wait_timeout(Some(Duration::from_secs(10)))

@@ -165,7 +165,8 @@ async fn open_resumed(temp: &Path, resume_from: u64) -> Result<(HashingWriter, A
 }
 
 /// What the caller does at each durable checkpoint (records progress in the ledger).
-pub type Checkpoint<'a> = &'a (dyn Fn(u64) + Send + Sync);
+pub type CheckpointFuture<'a> = Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+pub type Checkpoint<'a> = &'a (dyn Fn(u64) -> CheckpointFuture<'a> + Send + Sync);
 
 pub struct Request<'a> {
     pub storage: &'a Storage,
@@ -187,8 +188,10 @@ pub async fn run(req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Downloa
     watch.abort();
     // Whatever happened, make what was written durable and record it before returning.
     let durable = sync(&mut writer, &req.temp).await;
-    if durable.is_ok() {
-        checkpoint(written.load(Ordering::Relaxed));
+    // On success the caller records the finished file at once; only an interrupted
+    // transfer needs its progress recorded here.
+    if durable.is_ok() && result.is_err() {
+        checkpoint(written.load(Ordering::Relaxed)).await;
     }
     result?;
     durable?;
@@ -238,8 +241,10 @@ async fn fetch_segments(
                 actual: got,
             });
         }
-        sync(writer, &req.temp).await?;
-        checkpoint(got);
+        if got < total {
+            sync(writer, &req.temp).await?;
+            checkpoint(got).await;
+        }
     }
 }
 

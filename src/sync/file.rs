@@ -51,7 +51,12 @@ fn archive_trouble(e: archive::ArchiveError) -> Trouble {
 }
 
 impl Syncer {
-    pub(super) async fn process(&self, row: MediaRow, shutdown: &CancellationToken) -> FileOutcome {
+    pub(super) async fn process(
+        &self,
+        row: MediaRow,
+        shutdown: &CancellationToken,
+        transfers: &tokio::sync::Semaphore,
+    ) -> FileOutcome {
         let log = self.log.new(o!("media_id" => row.id));
         let Ok(id) = u64::try_from(row.id) else {
             warn!(log, "negative media id; skipped");
@@ -67,7 +72,7 @@ impl Syncer {
         if entry.retry_after > now_secs() {
             return FileOutcome::Skipped;
         }
-        let outcome = match self.advance(&row, &mut entry, shutdown, &log).await {
+        let outcome = match self.advance(&row, &mut entry, shutdown, transfers, &log).await {
             Ok(outcome) => outcome,
             Err(trouble) => self.handle(trouble, &mut entry, &log).await,
         };
@@ -93,11 +98,14 @@ impl Syncer {
         }
     }
 
-    fn save(&self, entry: &mut Entry, stage: Stage, log: &Logger) -> Result<(), Trouble> {
+    async fn save(&self, entry: &mut Entry, stage: Stage, log: &Logger) -> Result<(), Trouble> {
         debug_assert!(entry.stage.can_move_to(stage), "{} -> {}", entry.stage, stage);
         entry.stage = stage;
         entry.touch();
-        self.ledger.put(entry).map_err(|e| Trouble::Transient(e.to_string()))?;
+        self.ledger
+            .commit(entry)
+            .await
+            .map_err(|e| Trouble::Transient(e.to_string()))?;
         info!(log, "stage"; "stage" => stage.as_str(), "bytes" => entry.bytes_done);
         Ok(())
     }
@@ -107,9 +115,11 @@ impl Syncer {
         row: &MediaRow,
         entry: &mut Entry,
         shutdown: &CancellationToken,
+        transfers: &tokio::sync::Semaphore,
         log: &Logger,
     ) -> Result<FileOutcome, Trouble> {
         if matches!(entry.stage, Stage::Claimed | Stage::Downloading) {
+            let _permit = transfers.acquire().await.expect("the semaphore is never closed");
             self.fetch_with_retries(entry, shutdown, log).await?;
         }
         if entry.stage == Stage::Downloaded {
@@ -194,15 +204,17 @@ impl Syncer {
         if entry.content_type.as_deref().is_none_or(str::is_empty) {
             entry.content_type = object.content_type.clone();
         }
-        self.save(entry, Stage::Downloading, log)?;
+        self.save(entry, Stage::Downloading, log).await?;
         crate::fault::point("after_head");
         let snapshot = entry.clone();
         let ledger = &self.ledger;
-        let checkpoint = move |bytes: u64| {
+        let checkpoint = move |bytes: u64| -> download::CheckpointFuture<'_> {
             let mut e = snapshot.clone();
             e.bytes_done = bytes;
             e.touch();
-            let _ = ledger.put(&e);
+            Box::pin(async move {
+                let _ = ledger.commit(&e).await;
+            })
         };
         let started = std::time::Instant::now();
         let request = download::Request {
@@ -228,7 +240,7 @@ impl Syncer {
                 entry.bytes_done = object.size;
                 info!(log, "downloaded"; "stage" => "downloaded", "bytes" => object.size, "fetched" => done.fetched,
                     "elapsed_ms" => started.elapsed().as_millis() as u64);
-                self.save(entry, Stage::Downloaded, log)?;
+                self.save(entry, Stage::Downloaded, log).await?;
                 crate::fault::point("after_downloaded");
                 Ok(())
             }
@@ -297,7 +309,7 @@ impl Syncer {
         let Some(file) = temp.clone().or(placed) else {
             entry.restart_download();
             entry.archive_path = None;
-            self.save(entry, Stage::Claimed, log)?;
+            self.save(entry, Stage::Claimed, log).await?;
             return Err(Trouble::Transient("downloaded file missing; downloading again".into()));
         };
         let summary = self.validate(&file).await?;
@@ -319,7 +331,8 @@ impl Syncer {
             .map_err(archive_trouble)?;
         crate::fault::point("after_sidecar");
         info!(log, "archived"; "stage" => "archived", "archive_path" => &rel, "bytes" => facts.size);
-        self.save(entry, if shadow { Stage::Shadowed } else { Stage::Archived }, log)?;
+        self.save(entry, if shadow { Stage::Shadowed } else { Stage::Archived }, log)
+            .await?;
         self.metrics.file_synced(entry.size.unwrap_or(entry.bytes_done));
         crate::fault::point("after_archived");
         Ok(())
@@ -346,7 +359,7 @@ impl Syncer {
             ))?,
         };
         entry.archive_path = Some(rel.display().to_string());
-        self.save(entry, Stage::Downloaded, log)?;
+        self.save(entry, Stage::Downloaded, log).await?;
         crate::fault::point("before_rename");
         let root = root.to_path_buf();
         tokio::task::spawn_blocking(move || archive::move_into(&root, &temp, &rel))
@@ -354,8 +367,10 @@ impl Syncer {
             .map_err(|e| Trouble::Transient(e.to_string()))?
             .map_err(archive_trouble)?;
         crate::fault::point("after_rename");
+        // Recorded with the next stage change: a crash before it finds the file at the
+        // recorded path and the temp file gone, which `place` handles.
         entry.temp_path = None;
-        self.save(entry, Stage::Downloaded, log)
+        Ok(())
     }
 
     async fn validate(&self, file: &Path) -> Result<Option<ProbeSummary>, Trouble> {
@@ -383,7 +398,7 @@ impl Syncer {
                 entry.retry_after = now_secs() + backoff_secs(entry.attempts);
                 entry.error = Some(reason.clone());
                 entry.touch();
-                let _ = self.ledger.put(entry);
+                let _ = self.ledger.commit(entry).await;
                 warn!(log, "attempt failed; will retry"; "stage" => entry.stage.as_str(), "error" => reason,
                     "retry_in_s" => entry.retry_after.saturating_sub(now_secs()));
                 FileOutcome::Deferred
@@ -399,7 +414,7 @@ impl Syncer {
                 } else {
                     Stage::FailPending
                 };
-                if self.save(entry, stage, log).is_err() {
+                if self.save(entry, stage, log).await.is_err() {
                     return FileOutcome::Deferred;
                 }
                 if stage == Stage::FailPending {
@@ -411,7 +426,7 @@ impl Syncer {
             Trouble::Abandon(reason) => {
                 self.remove_temp(entry);
                 entry.error = Some(format!("{reason}; object left in the bucket"));
-                let _ = self.save(entry, Stage::Abandoned, log);
+                let _ = self.save(entry, Stage::Abandoned, log).await;
                 FileOutcome::Abandoned
             }
         }

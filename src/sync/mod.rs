@@ -25,6 +25,8 @@ use crate::storage::Storage;
 /// How long a claim keeps other instances away; renewed while the pass runs.
 pub const LEASE: Duration = Duration::from_secs(60 * 60);
 const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5 * 60);
+/// Files a pass works on at once at least (transfers among them bounded by SYNC_CONCURRENCY).
+const FILES_IN_FLIGHT: usize = 16;
 
 /// Everything a pass needs.
 #[derive(Clone)]
@@ -130,9 +132,14 @@ impl Syncer {
         info!(self.log, "pass started"; "claimed" => rows.len());
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let renew = self.renew_leases(ids);
+        // SYNC_CONCURRENCY bounds the transfers; the rest of a file's way (fsyncs, ffprobe,
+        // PostgreSQL, the delete) is mostly waiting, so more files may be at those stages at
+        // once. Small files would otherwise queue behind each other's fsyncs.
+        let transfers = tokio::sync::Semaphore::new(self.cfg.sync.concurrency);
+        let in_flight = self.cfg.sync.concurrency.saturating_mul(4).max(FILES_IN_FLIGHT);
         let outcomes: Vec<FileOutcome> = futures::stream::iter(rows)
-            .map(|row| self.process(row, shutdown))
-            .buffer_unordered(self.cfg.sync.concurrency)
+            .map(|row| self.process(row, shutdown, &transfers))
+            .buffer_unordered(in_flight)
             .collect()
             .await;
         renew.abort();

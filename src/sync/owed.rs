@@ -21,10 +21,10 @@ impl Syncer {
         })
     }
 
-    fn store(&self, entry: &mut Entry, stage: Stage, log: &Logger) {
+    async fn store(&self, entry: &mut Entry, stage: Stage, log: &Logger) {
         entry.stage = stage;
         entry.touch();
-        if let Err(e) = self.ledger.put(entry) {
+        if let Err(e) = self.ledger.commit(entry).await {
             warn!(log, "ledger write failed"; "stage" => stage.as_str(), "error" => %e);
         } else {
             info!(log, "stage"; "stage" => stage.as_str());
@@ -42,7 +42,7 @@ impl Syncer {
             Ok(Outcome::Applied | Outcome::AlreadyApplied) => {
                 crate::fault::point("after_record");
                 entry.error = None;
-                self.store(entry, Stage::Recorded, log);
+                self.store(entry, Stage::Recorded, log).await;
                 crate::fault::point("after_recorded");
                 true
             }
@@ -50,7 +50,7 @@ impl Syncer {
                 entry.error = Some(format!(
                     "row is now {status:?}, not approved: archived copy kept at {path}, object left in the bucket"
                 ));
-                self.store(entry, Stage::Abandoned, log);
+                self.store(entry, Stage::Abandoned, log).await;
                 true
             }
             Err(e) => {
@@ -66,13 +66,13 @@ impl Syncer {
             Ok(()) => {
                 crate::fault::point("after_delete");
                 entry.error = None;
-                self.store(entry, Stage::Done, log);
+                self.store(entry, Stage::Done, log).await;
                 true
             }
             Err(e) => {
                 warn!(log, "delete owed: bucket delete failed"; "stage" => "recorded", "error" => %e);
                 entry.error = Some(e.to_string());
-                let _ = self.ledger.put(entry);
+                let _ = self.ledger.commit(entry).await;
                 false
             }
         }
@@ -86,12 +86,12 @@ impl Syncer {
             Ok(Outcome::Applied | Outcome::AlreadyApplied) => {
                 crate::fault::point("after_fail_record");
                 warn!(log, "file failed; object kept in the bucket"; "stage" => "failed", "error" => reason);
-                self.store(entry, Stage::Failed, log);
+                self.store(entry, Stage::Failed, log).await;
                 let _ = self.db.release(entry.media_id as i64).await;
                 true
             }
             Ok(Outcome::NotApproved { .. }) => {
-                self.store(entry, Stage::Abandoned, log);
+                self.store(entry, Stage::Abandoned, log).await;
                 true
             }
             Err(e) => {

@@ -8,6 +8,9 @@
 pub mod entry;
 
 use std::path::Path;
+use std::sync::{mpsc, Arc};
+
+use futures_channel::oneshot;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use thiserror::Error;
@@ -33,6 +36,8 @@ pub enum LedgerError {
         #[source]
         source: redb::Error,
     },
+    #[error("ledger: commit failed: {0}")]
+    Batch(String),
     #[error("ledger: entry for media {media_id} is unreadable: {source}")]
     Corrupt {
         media_id: u64,
@@ -47,9 +52,106 @@ fn storage<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> LedgerEr
     move |e| LedgerError::Storage { op, source: e.into() }
 }
 
-/// The ledger. Cheap to share behind an `Arc`; redb serialises writers internally.
+/// The ledger. Cheap to share behind an `Arc`.
+///
+/// Every stage change is committed with immediate durability. Commits from concurrent
+/// callers are grouped: a writer thread takes whatever entries are waiting, writes them in one
+/// transaction with one fsync, and only then answers each caller. Many files in flight thus
+/// cost one fsync per batch instead of one per entry.
 pub struct Ledger {
-    db: Database,
+    db: Arc<Database>,
+    queue: Option<mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Entries waiting for the next group commit, at most this many per transaction.
+const MAX_BATCH: usize = 512;
+
+struct Job {
+    entry: Entry,
+    reply: Reply,
+}
+
+enum Reply {
+    Blocking(mpsc::Sender<Result<()>>),
+    Async(oneshot::Sender<Result<()>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<()>) {
+        match self {
+            Reply::Blocking(tx) => drop(tx.send(result)),
+            Reply::Async(tx) => drop(tx.send(result)),
+        }
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer; wait for it so the file is released on return.
+        self.queue.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn run_writer(db: Arc<Database>, queue: mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let result = write_txn(&db, Durability::Immediate, |entries, paths| {
+            batch.iter().try_for_each(|job| apply(entries, paths, &job.entry))
+        });
+        let shared = result.as_ref().map(|_| ()).map_err(ToString::to_string);
+        for job in batch {
+            job.reply.send(shared.clone().map_err(LedgerError::Batch));
+        }
+    }
+}
+
+/// One write transaction over both tables.
+fn write_txn<T>(
+    db: &Database,
+    durability: Durability,
+    f: impl FnOnce(&mut redb::Table<u64, &str>, &mut redb::Table<&str, u64>) -> Result<T>,
+) -> Result<T> {
+    let mut txn = db.begin_write().map_err(storage("begin write"))?;
+    txn.set_durability(durability).map_err(storage("set durability"))?;
+    let out = {
+        let mut entries = txn.open_table(ENTRIES).map_err(storage("open entries"))?;
+        let mut paths = txn.open_table(PATHS).map_err(storage("open paths"))?;
+        f(&mut entries, &mut paths)?
+    };
+    txn.commit().map_err(storage("commit"))?;
+    Ok(out)
+}
+
+/// Stores `entry`, keeping the path index in step.
+fn apply(entries: &mut redb::Table<u64, &str>, paths: &mut redb::Table<&str, u64>, entry: &Entry) -> Result<()> {
+    let json = serde_json::to_string(entry).expect("ledger entries always serialise");
+    let old = entries
+        .insert(entry.media_id, json.as_str())
+        .map_err(storage("insert"))?
+        .map(|raw| decode(entry.media_id, raw.value()))
+        .transpose()?;
+    let old_path = old.and_then(|o| o.archive_path);
+    if old_path != entry.archive_path {
+        if let Some(old_path) = old_path {
+            paths.remove(old_path.as_str()).map_err(storage("unindex path"))?;
+        }
+    }
+    if let Some(path) = &entry.archive_path {
+        paths
+            .insert(path.as_str(), entry.media_id)
+            .map_err(storage("index path"))?;
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for Ledger {
@@ -70,26 +172,37 @@ impl Ledger {
                 source,
             },
         })?;
-        let ledger = Self { db };
-        ledger.write(Durability::Immediate, |_, _| Ok(()))?;
-        Ok(ledger)
+        let db = Arc::new(db);
+        write_txn(&db, Durability::Immediate, |_, _| Ok(()))?;
+        let (queue, jobs) = mpsc::channel();
+        let for_writer = Arc::clone(&db);
+        let writer = std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || run_writer(for_writer, jobs))
+            .map_err(|e| LedgerError::Batch(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            db,
+            queue: Some(queue),
+            writer: Some(writer),
+        })
     }
 
-    /// One write transaction over both tables.
     fn write<T>(
         &self,
         durability: Durability,
         f: impl FnOnce(&mut redb::Table<u64, &str>, &mut redb::Table<&str, u64>) -> Result<T>,
     ) -> Result<T> {
-        let mut txn = self.db.begin_write().map_err(storage("begin write"))?;
-        txn.set_durability(durability).map_err(storage("set durability"))?;
-        let out = {
-            let mut entries = txn.open_table(ENTRIES).map_err(storage("open entries"))?;
-            let mut paths = txn.open_table(PATHS).map_err(storage("open paths"))?;
-            f(&mut entries, &mut paths)?
-        };
-        txn.commit().map_err(storage("commit"))?;
-        Ok(out)
+        write_txn(&self.db, durability, f)
+    }
+
+    fn enqueue(&self, entry: &Entry, reply: Reply) -> Result<()> {
+        let queue = self.queue.as_ref().expect("the queue lives as long as the ledger");
+        queue
+            .send(Job {
+                entry: entry.clone(),
+                reply,
+            })
+            .map_err(|_| LedgerError::Batch("the writer thread is gone".into()))
     }
 
     pub fn get(&self, media_id: u64) -> Result<Option<Entry>> {
@@ -102,37 +215,25 @@ impl Ledger {
     }
 
     /// Stores an entry durably (fsync before returning), keeping the path index in step.
+    /// Blocks the calling thread; async code uses [`Ledger::commit`].
     pub fn put(&self, entry: &Entry) -> Result<()> {
-        self.put_with(entry, Durability::Immediate)
+        let (tx, rx) = mpsc::channel();
+        self.enqueue(entry, Reply::Blocking(tx))?;
+        rx.recv()
+            .map_err(|_| LedgerError::Batch("the writer thread is gone".into()))?
+    }
+
+    /// [`Ledger::put`] for async callers: waits for the group commit without blocking a thread.
+    pub async fn commit(&self, entry: &Entry) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(entry, Reply::Async(tx))?;
+        rx.await
+            .map_err(|_| LedgerError::Batch("the writer thread is gone".into()))?
     }
 
     /// Stores an entry without waiting for the disk; the next durable write persists it.
-    /// For frequent progress updates whose loss only costs a re-download of a few bytes.
     pub fn put_lazy(&self, entry: &Entry) -> Result<()> {
-        self.put_with(entry, Durability::None)
-    }
-
-    fn put_with(&self, entry: &Entry, durability: Durability) -> Result<()> {
-        let json = serde_json::to_string(entry).expect("ledger entries always serialise");
-        self.write(durability, |entries, paths| {
-            let old = entries
-                .insert(entry.media_id, json.as_str())
-                .map_err(storage("insert"))?
-                .map(|raw| decode(entry.media_id, raw.value()))
-                .transpose()?;
-            let old_path = old.and_then(|o| o.archive_path);
-            if old_path != entry.archive_path {
-                if let Some(old_path) = old_path {
-                    paths.remove(old_path.as_str()).map_err(storage("unindex path"))?;
-                }
-            }
-            if let Some(path) = &entry.archive_path {
-                paths
-                    .insert(path.as_str(), entry.media_id)
-                    .map_err(storage("index path"))?;
-            }
-            Ok(())
-        })
+        self.write(Durability::None, |entries, paths| apply(entries, paths, entry))
     }
 
     /// Reads, changes and stores one entry durably; `None` when it does not exist.

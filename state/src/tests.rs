@@ -218,3 +218,38 @@ mod stored_records {
         }
     }
 }
+
+#[test]
+fn concurrent_commits_are_grouped_and_all_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    {
+        let ledger = std::sync::Arc::new(Ledger::open(&path).unwrap());
+        let threads: Vec<_> = (0..32u64)
+            .map(|t| {
+                let ledger = std::sync::Arc::clone(&ledger);
+                std::thread::spawn(move || {
+                    for i in 0..20u64 {
+                        let mut e = Entry::new(t * 100 + i, format!("k{t}-{i}"));
+                        e.archive_path = Some(format!("2026/01/{t}-{i}.mp4"));
+                        ledger.put(&e).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+    let ledger = Ledger::open(&path).unwrap();
+    assert_eq!(ledger.all().unwrap().len(), 32 * 20);
+    assert_eq!(ledger.media_for_path("2026/01/31-19.mp4").unwrap(), Some(3119));
+}
+
+#[test]
+fn async_commits_wait_for_the_disk() {
+    let (_dir, ledger) = open();
+    let e = Entry::new(5, "k");
+    futures_executor::block_on(ledger.commit(&e)).unwrap();
+    assert_eq!(ledger.get(5).unwrap(), Some(e));
+}
