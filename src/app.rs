@@ -19,7 +19,7 @@ pub const LEDGER_FILE: &str = "r2-sync.redb";
 pub async fn run(command: Command, cfg: Config, log: Logger) -> ExitCode {
     match command {
         Command::Check => check(&cfg).await,
-        Command::Status { json } => status(&cfg, json),
+        Command::Status { json } => status(&cfg, json).await,
         Command::Sync { once } => sync(cfg, log, once).await,
         Command::Serve => server::commands::serve(cfg, log).await,
         Command::Token {
@@ -91,16 +91,30 @@ fn fail_line(name: &str, detail: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn status(cfg: &Config, json: bool) -> ExitCode {
-    let ledger = match Ledger::open(&cfg.state_dir.join(LEDGER_FILE)) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("r2-sync: {e}");
-            return ExitCode::FAILURE;
+/// The ledger's entries: from the file, or, while a running r2-sync holds it, from that
+/// process's `GET /status` on the health port.
+async fn ledger_entries(cfg: &Config) -> Result<Vec<crate::state::Entry>, String> {
+    match Ledger::open(&cfg.state_dir.join(LEDGER_FILE)) {
+        Ok(ledger) => ledger.all().map_err(|e| e.to_string()),
+        Err(crate::state::LedgerError::InUse { path }) => {
+            let port = cfg.server.health_port;
+            let (code, body) = server::commands::local_get(port, "/status")
+                .await
+                .map_err(|e| format!("ledger {path} is in use and /status on port {port} did not answer: {e}"))?;
+            if code != 200 {
+                return Err(format!(
+                    "ledger {path} is in use and /status on port {port} answered {code}"
+                ));
+            }
+            serde_json::from_slice(&body).map_err(|e| format!("/status on port {port}: {e}"))
         }
-    };
-    let entries = match ledger.all() {
-        Ok(e) => e,
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn status(cfg: &Config, json: bool) -> ExitCode {
+    let entries = match ledger_entries(cfg).await {
+        Ok(entries) => entries,
         Err(e) => {
             eprintln!("r2-sync: {e}");
             return ExitCode::FAILURE;
@@ -110,17 +124,17 @@ fn status(cfg: &Config, json: bool) -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&entries).expect("entries serialise"));
         return ExitCode::SUCCESS;
     }
-    let counts = ledger.counts().unwrap_or_default();
+    let mut counts = std::collections::BTreeMap::new();
+    for e in &entries {
+        *counts.entry(e.stage).or_insert(0) += 1;
+    }
     let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
-    println!(
-        "{} entries: {}",
-        entries.len(),
-        if summary.is_empty() {
-            "none".into()
-        } else {
-            summary.join(" ")
-        }
-    );
+    let summary = if summary.is_empty() {
+        "none".to_owned()
+    } else {
+        summary.join(" ")
+    };
+    println!("{} entries: {summary}", entries.len());
     for e in &entries {
         let detail = e.error.as_deref().unwrap_or("");
         let path = e.archive_path.as_deref().unwrap_or("-");

@@ -69,6 +69,7 @@ pub enum HttpRoute {
     Health,
     HealthDeep,
     Metrics,
+    Status,
     #[default]
     Other,
 }
@@ -80,6 +81,7 @@ impl HttpRoute {
             Self::Health => "health",
             Self::HealthDeep => "health_deep",
             Self::Metrics => "metrics",
+            Self::Status => "status",
             Self::Other => "other",
         }
     }

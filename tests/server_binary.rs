@@ -317,6 +317,17 @@ async fn run_archives_on_its_first_pass_and_serves_what_it_archived() {
         "serves what it archived"
     );
 
+    // `status` while `run` holds the ledger asks the running process instead.
+    let health_port = server.health.port().to_string();
+    let (code, out, err) = run(rig.command(&["status", "--json"]).env("HEALTH_PORT", &health_port)).await;
+    assert_eq!(code, Some(0), "{err}");
+    let entries: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(entries[0]["media_id"], id);
+    assert_eq!(entries[0]["stage"], "done");
+    let (code, out, _) = run(rig.command(&["status"]).env("HEALTH_PORT", &health_port)).await;
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("1 entries: done=1"), "{out}");
+
     // The container's probe needs nothing but HEALTH_PORT.
     let probe = Command::new(env!("CARGO_BIN_EXE_r2-sync"))
         .arg("healthcheck")

@@ -104,33 +104,42 @@ pub fn download_link(base_url: &str, archive_path: &str, token: &str) -> String 
 }
 
 /// `r2-sync healthcheck`: 0 when `GET http://127.0.0.1:HEALTH_PORT/health` answers 200
-/// within 3 s. A raw HTTP/1.1 request keeps an HTTP client out of the binary.
+/// within 3 s.
 pub async fn healthcheck(port: u16) -> ExitCode {
-    let outcome = tokio::time::timeout(Duration::from_secs(3), async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        stream
-            .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            .await?;
-        let mut answer = Vec::new();
-        stream.take(4096).read_to_end(&mut answer).await?;
-        Ok::<_, std::io::Error>(answer)
-    })
-    .await;
-    match outcome {
-        Ok(Ok(answer)) if status_of(&answer) == Some(200) => ExitCode::SUCCESS,
-        Ok(Ok(answer)) => {
-            eprintln!("r2-sync: /health answered {:?}", status_of(&answer));
+    match local_get(port, "/health").await {
+        Ok((200, _)) => ExitCode::SUCCESS,
+        Ok((code, _)) => {
+            eprintln!("r2-sync: /health answered {code}");
             ExitCode::FAILURE
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             eprintln!("r2-sync: /health on port {port}: {e}");
             ExitCode::FAILURE
         }
-        Err(_) => {
-            eprintln!("r2-sync: /health on port {port}: no answer within 3 s");
-            ExitCode::FAILURE
-        }
     }
+}
+
+/// `GET http://127.0.0.1:<port><path>` within 3 s: status code and body. A raw HTTP/1.1
+/// request (`Connection: close`, the server sends a Content-Length for these routes) keeps an
+/// HTTP client out of the binary.
+pub async fn local_get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let answer = tokio::time::timeout(Duration::from_secs(3), async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.take(64 << 20).read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    })
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 3 s"))??;
+    let code =
+        status_of(&answer).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))?;
+    let body = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(Vec::new(), |i| answer[i + 4..].to_vec());
+    Ok((code, body))
 }
 
 /// The status code of a raw HTTP/1.x response.

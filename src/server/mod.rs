@@ -255,7 +255,7 @@ fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
         // Metrics never face the tunnel: on the file port `/metrics` is just a path.
         let metrics = warp::path!("metrics")
             .and(warp::method())
-            .and(with_shared)
+            .and(with_shared.clone())
             .then(|m: Method, shared: Arc<Shared>| async move {
                 match only_get(&m) {
                     Some(refused) => refused,
@@ -263,6 +263,17 @@ fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
                 }
             })
             .map(tag(HttpRoute::Metrics));
+        let status = warp::path!("status")
+            .and(warp::method())
+            .and(with_shared)
+            .then(|m: Method, shared: Arc<Shared>| async move {
+                match only_get(&m) {
+                    Some(refused) => refused,
+                    None => scrape::status(&shared).await,
+                }
+            })
+            .map(tag(HttpRoute::Status));
+        let metrics = metrics.or(status).unify();
         let unknown = warp::any()
             .map(|| json(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "not found" })))
             .map(tag(HttpRoute::Other));
