@@ -48,10 +48,13 @@ where
 
 pub async fn postgres(db: &Db) -> CheckResult {
     timed("postgres", async {
-        db.ping()
-            .await
-            .map(|()| "SELECT 1 ok".into())
-            .map_err(|e| e.to_string())
+        db.ping().await.map_err(|e| e.to_string())?;
+        let tls = if db.encrypted().await.unwrap_or(false) {
+            "TLS"
+        } else {
+            "no TLS"
+        };
+        Ok(format!("SELECT 1 ok ({tls})"))
     })
     .await
 }

@@ -96,8 +96,12 @@ impl fmt::Display for Secret {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
     Disable,
+    /// TLS when the server offers it, certificate not checked (libpq's default).
     Prefer,
+    /// TLS or nothing, certificate not checked.
     Require,
+    /// TLS with the certificate checked against the web's roots and the host name.
+    VerifyFull,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -246,10 +250,11 @@ fn parse_sslmode(raw: &str) -> Result<SslMode, ConfigError> {
     match raw.to_ascii_lowercase().as_str() {
         "disable" => Ok(SslMode::Disable),
         "prefer" | "allow" => Ok(SslMode::Prefer),
-        "require" | "verify-ca" | "verify-full" => Ok(SslMode::Require),
+        "require" => Ok(SslMode::Require),
+        "verify-ca" | "verify-full" => Ok(SslMode::VerifyFull),
         _ => Err(ConfigError::new(
             "DB_SSLMODE",
-            format!("expected disable, prefer or require, got {raw:?}"),
+            format!("expected disable, prefer, require or verify-full, got {raw:?}"),
         )),
     }
 }

@@ -11,6 +11,8 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::config::{DbConfig, SslMode};
 
+mod tls;
+
 /// The backend's names (shared/contract.md, "assumed"). A backend that differs changes them
 /// here and nowhere else.
 pub mod names {
@@ -137,18 +139,22 @@ impl Db {
             .ssl_mode(match cfg.sslmode {
                 SslMode::Disable => tokio_postgres::config::SslMode::Disable,
                 SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-                SslMode::Require => tokio_postgres::config::SslMode::Require,
+                SslMode::Require | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
             });
         if !cfg.password.expose().is_empty() {
             pg.password(cfg.password.expose());
         }
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let tls_error = |e: rustls::Error| DbError::Setup(format!("TLS: {e}"));
+        let manager = match cfg.sslmode {
+            SslMode::Disable => Manager::from_config(pg, NoTls, manager_config),
+            SslMode::Prefer | SslMode::Require => {
+                Manager::from_config(pg, tls::encrypt_only().map_err(tls_error)?, manager_config)
+            }
+            SslMode::VerifyFull => Manager::from_config(pg, tls::verified().map_err(tls_error)?, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(16)
             .runtime(Runtime::Tokio1)
@@ -174,6 +180,17 @@ impl Db {
             .await
             .map_err(query("SELECT 1"))?;
         Ok(())
+    }
+
+    /// Whether this connection to PostgreSQL is encrypted (for `check`).
+    pub async fn encrypted(&self) -> Result<bool, DbError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+            .await
+            .map_err(query("read pg_stat_ssl"))?;
+        Ok(row.is_some_and(|r| r.get::<_, bool>(0)))
     }
 
     /// Creates r2-sync's lease table when missing.

@@ -90,3 +90,23 @@ async fn status_on_an_empty_ledger() {
     let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(parsed, serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn db_sslmode_selects_encryption() {
+    let rig = Rig::new().await;
+    for (mode, expected) in [("disable", "(no TLS)"), ("prefer", "(TLS)"), ("require", "(TLS)")] {
+        let out = rig.command(&["check"]).env("DB_SSLMODE", mode).output().await.unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let line = stdout.lines().find(|l| l.contains("postgres:")).unwrap().to_owned();
+        assert!(line.starts_with("ok") && line.contains(expected), "{mode}: {line}");
+    }
+    // The local server's certificate is self-signed: verify-full must refuse it.
+    let out = rig
+        .command(&["check"])
+        .env("DB_SSLMODE", "verify-full")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.lines().any(|l| l.starts_with("FAIL postgres:")), "{stdout}");
+}
