@@ -97,3 +97,29 @@ async fn crash_at_random_offsets_mid_download() {
         crash_and_recover(&format!("download@{offset}")).await;
     }
 }
+
+#[tokio::test]
+async fn a_row_rejected_while_r2_sync_was_down_is_abandoned_at_start_up() {
+    let rig = Rig::new().await;
+    let seeded = seed(&rig).await;
+    let big = &seeded[0];
+    let crashed = run(&rig, Some("download@100000")).await;
+    assert!(!crashed.status.success(), "the crash fired");
+    let part = rig.archive_dir().join(".r2-sync-tmp").join(format!("{}.part", big.id));
+    assert!(part.exists(), "a partial download was left behind");
+    let c = rig.db.client().await;
+    c.execute("UPDATE media SET status = 'rejected' WHERE id = $1", &[&big.id])
+        .await
+        .unwrap();
+
+    let out = run(&rig, None).await;
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(logs.contains("row no longer approved; abandoned"), "{logs}");
+    assert!(!part.exists(), "its temp file is removed");
+    assert!(rig.storage().head(&big.key).await.is_ok(), "its object stays in R2");
+    let ledger = r2_sync::state::Ledger::open(&rig.state_dir().join(r2_sync::app::LEDGER_FILE)).unwrap();
+    assert_eq!(
+        ledger.get(big.id as u64).unwrap().unwrap().stage,
+        r2_sync::state::Stage::Abandoned
+    );
+}

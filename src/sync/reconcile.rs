@@ -11,6 +11,7 @@ use crate::state::Stage;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Reconciled {
+    pub abandoned: usize,
     pub orphans_removed: usize,
     pub partials_reset: usize,
     pub owed_settled: usize,
@@ -18,7 +19,10 @@ pub struct Reconciled {
 
 impl Syncer {
     pub async fn reconcile(&self) -> Reconciled {
-        let mut done = Reconciled::default();
+        let mut done = Reconciled {
+            abandoned: self.abandon_unclaimable().await,
+            ..Reconciled::default()
+        };
         let entries = self.ledger.all().unwrap_or_default();
         let live: Vec<PathBuf> = entries
             .iter()
@@ -51,9 +55,47 @@ impl Syncer {
         if self.cfg.sync.shadow_dir.is_none() && !self.cfg.sync.dry_run {
             done.owed_settled = self.settle_owed().await;
         }
-        info!(self.log, "reconcile finished"; "orphans_removed" => done.orphans_removed,
+        info!(self.log, "reconcile finished"; "abandoned" => done.abandoned, "orphans_removed" => done.orphans_removed,
             "partials_reset" => done.partials_reset, "owed_settled" => done.owed_settled);
         done
+    }
+}
+
+impl Syncer {
+    /// Files caught before archiving whose row stopped being approved while r2-sync was not
+    /// running (rejected, deleted): no pass will claim them again, so end them here and drop
+    /// their temp files. Skipped while PostgreSQL cannot be asked, and in dry-run and shadow
+    /// modes.
+    async fn abandon_unclaimable(&self) -> usize {
+        if self.cfg.sync.dry_run || self.cfg.sync.shadow_dir.is_some() {
+            return 0;
+        }
+        let pending = self
+            .ledger
+            .all()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| matches!(e.stage, Stage::Claimed | Stage::Downloading | Stage::Downloaded));
+        let mut abandoned = 0;
+        for mut entry in pending {
+            let reason = match self.db.row(entry.media_id as i64).await {
+                Ok(Some(row)) if row.is_claimable() => continue,
+                Ok(Some(row)) => format!("row is now {:?}", row.status),
+                Ok(None) => "row was deleted".to_owned(),
+                Err(_) => return abandoned,
+            };
+            if let Some(temp) = entry.temp_path.take() {
+                let _ = std::fs::remove_file(temp);
+            }
+            info!(self.log, "reconcile: row no longer approved; abandoned"; "media_id" => entry.media_id,
+                "stage" => "abandoned", "error" => &reason);
+            entry.error = Some(format!("{reason}; object left in the bucket"));
+            entry.stage = Stage::Abandoned;
+            if self.ledger.commit(&entry).await.is_ok() {
+                abandoned += 1;
+            }
+        }
+        abandoned
     }
 }
 
