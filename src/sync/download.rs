@@ -9,15 +9,15 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
-use sha2::Sha256;
+use bytes::Bytes;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio_util::sync::CancellationToken;
 
+use super::hashing::Hashes;
 use crate::storage::{ObjectInfo, Storage, StorageError};
 
 /// Bytes fetched per request; also the checkpoint interval. Test builds with crash points
@@ -68,7 +68,6 @@ impl DownloadError {
 #[derive(Debug, Clone)]
 pub struct Downloaded {
     pub sha256: String,
-    pub md5: String,
     /// Bytes fetched from the bucket by this call (less than the size after a resume).
     pub fetched: u64,
 }
@@ -78,19 +77,23 @@ pub fn etag_is_md5(etag: &str) -> bool {
     etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Checks the finished file against what the bucket said.
-pub fn verify(object: &ObjectInfo, size: u64, md5_hex: &str) -> Result<(), DownloadError> {
+/// Checks the finished file against what the bucket said: the size always, the MD5 when the
+/// ETag is one (`md5_hex` is then required).
+pub fn verify(object: &ObjectInfo, size: u64, md5_hex: Option<&str>) -> Result<(), DownloadError> {
     if size != object.size {
         return Err(DownloadError::SizeMismatch {
             expected: object.size,
             actual: size,
         });
     }
-    if etag_is_md5(&object.etag) && !object.etag.eq_ignore_ascii_case(md5_hex) {
-        return Err(DownloadError::ChecksumMismatch {
-            etag: object.etag.clone(),
-            actual: md5_hex.to_owned(),
-        });
+    if etag_is_md5(&object.etag) {
+        let actual = md5_hex.unwrap_or("not computed");
+        if !object.etag.eq_ignore_ascii_case(actual) {
+            return Err(DownloadError::ChecksumMismatch {
+                etag: object.etag.clone(),
+                actual: actual.to_owned(),
+            });
+        }
     }
     Ok(())
 }
@@ -98,17 +101,19 @@ pub fn verify(object: &ObjectInfo, size: u64, md5_hex: &str) -> Result<(), Downl
 /// Writes through a buffer while hashing and counting what passes.
 struct HashingWriter {
     inner: BufWriter<tokio::fs::File>,
-    md5: Md5,
-    sha256: Sha256,
+    hashes: Hashes,
     written: Arc<AtomicU64>,
 }
 
 impl AsyncWrite for HashingWriter {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        // Wait for room in the hashers first, so that what is written is always hashed.
+        if let Err(e) = ready!(self.hashes.poll_ready(cx)) {
+            return Poll::Ready(Err(e));
+        }
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = poll {
-            self.md5.update(&buf[..n]);
-            self.sha256.update(&buf[..n]);
+            self.hashes.feed(Bytes::copy_from_slice(&buf[..n]))?;
             let total = self.written.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
             crate::fault::bytes(total);
         }
@@ -124,7 +129,11 @@ impl AsyncWrite for HashingWriter {
 
 /// Opens `temp` for appending after `resume_from` bytes (truncating anything beyond, which
 /// was never recorded as durable) and hashes the kept prefix.
-async fn open_resumed(temp: &Path, resume_from: u64) -> Result<(HashingWriter, Arc<AtomicU64>), DownloadError> {
+async fn open_resumed(
+    temp: &Path,
+    resume_from: u64,
+    mut hashes: Hashes,
+) -> Result<(HashingWriter, Arc<AtomicU64>), DownloadError> {
     let mut file = tokio::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -136,7 +145,6 @@ async fn open_resumed(temp: &Path, resume_from: u64) -> Result<(HashingWriter, A
     let on_disk = file.metadata().await.map_err(DownloadError::disk(temp))?.len();
     let keep = resume_from.min(on_disk);
     file.set_len(keep).await.map_err(DownloadError::disk(temp))?;
-    let (mut md5, mut sha256) = (Md5::new(), Sha256::new());
     let mut buf = vec![0u8; WRITE_BUFFER];
     let mut left = keep;
     while left > 0 {
@@ -147,8 +155,10 @@ async fn open_resumed(temp: &Path, resume_from: u64) -> Result<(HashingWriter, A
         if n == 0 {
             break;
         }
-        md5.update(&buf[..n]);
-        sha256.update(&buf[..n]);
+        hashes
+            .feed_async(Bytes::copy_from_slice(&buf[..n]))
+            .await
+            .map_err(DownloadError::disk(temp))?;
         left -= n as u64;
     }
     let written = Arc::new(AtomicU64::new(keep));
@@ -156,8 +166,7 @@ async fn open_resumed(temp: &Path, resume_from: u64) -> Result<(HashingWriter, A
     Ok((
         HashingWriter {
             inner,
-            md5,
-            sha256,
+            hashes,
             written: Arc::clone(&written),
         },
         written,
@@ -180,7 +189,8 @@ pub struct Request<'a> {
 
 /// Downloads the rest of the object and verifies the whole file.
 pub async fn run(req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Downloaded, DownloadError> {
-    let (mut writer, written) = open_resumed(&req.temp, req.resume_from).await?;
+    let hashes = Hashes::start(etag_is_md5(&req.object.etag));
+    let (mut writer, written) = open_resumed(&req.temp, req.resume_from, hashes).await?;
     let start = written.load(Ordering::Relaxed);
     let total = req.object.size;
     let watch = watch_progress(req.log.clone(), Arc::clone(&written), start, total);
@@ -196,11 +206,10 @@ pub async fn run(req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Downloa
     result?;
     durable?;
     let size = written.load(Ordering::Relaxed);
-    let md5 = hex::encode(writer.md5.finalize_reset());
-    verify(req.object, size, &md5)?;
+    let digests = writer.hashes.finish().await.map_err(DownloadError::disk(&req.temp))?;
+    verify(req.object, size, digests.md5.as_deref())?;
     Ok(Downloaded {
-        sha256: hex::encode(writer.sha256.finalize_reset()),
-        md5,
+        sha256: digests.sha256,
         fetched: size - start,
     })
 }
@@ -298,16 +307,16 @@ mod tests {
     #[test]
     fn single_part_etags_are_checked_multipart_ones_only_by_size() {
         let md5 = "0cc175b9c0f1b6a831c399e269772661";
-        assert!(verify(&object(1, md5), 1, md5).is_ok());
+        assert!(verify(&object(1, md5), 1, Some(md5)).is_ok());
         assert!(matches!(
-            verify(&object(1, md5), 1, "ffff").unwrap_err(),
+            verify(&object(1, md5), 1, Some("ffff")).unwrap_err(),
             DownloadError::ChecksumMismatch { .. }
         ));
         assert!(matches!(
-            verify(&object(2, md5), 1, md5).unwrap_err(),
+            verify(&object(2, md5), 1, Some(md5)).unwrap_err(),
             DownloadError::SizeMismatch { .. }
         ));
-        assert!(verify(&object(1, "abcdef-3"), 1, md5).is_ok());
+        assert!(verify(&object(1, "abcdef-3"), 1, None).is_ok());
         assert!(etag_is_md5(md5));
         assert!(!etag_is_md5("abc-2"));
     }

@@ -3,6 +3,7 @@
 
 pub mod download;
 mod file;
+mod hashing;
 mod owed;
 pub mod reconcile;
 pub mod schedule;
