@@ -189,7 +189,7 @@ pub struct Request<'a> {
 
 /// Downloads the rest of the object and verifies the whole file.
 pub async fn run(req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Downloaded, DownloadError> {
-    let hashes = Hashes::start(etag_is_md5(&req.object.etag));
+    let hashes = Hashes::start(etag_is_md5(&req.object.etag), req.object.size);
     let (mut writer, written) = open_resumed(&req.temp, req.resume_from, hashes).await?;
     let start = written.load(Ordering::Relaxed);
     let total = req.object.size;

@@ -87,7 +87,6 @@ impl Syncer {
                 crate::fault::point("after_fail_record");
                 warn!(log, "file failed; object kept in the bucket"; "stage" => "failed", "error" => reason);
                 self.store(entry, Stage::Failed, log).await;
-                let _ = self.db.release(entry.media_id as i64).await;
                 true
             }
             Ok(Outcome::NotApproved { .. }) => {
