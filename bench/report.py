@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Turns the harness's raw results into the markdown table (scripts/bench.sh).
+
+    report.py RESULTS_TSV META_TSV OUT_MD
+
+RESULTS_TSV lines: key <TAB> subject <TAB> run <TAB> value (one measurement of one run).
+META_TSV lines:    key <TAB> value (machine description and settings).
+Writes OUT_MD (table, resources, notes, per-run values) and prints the main table.
+Medians over runs; ratio = r2-sync median / baseline median.
+"""
+import statistics
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+
+def load(results_path: str, meta_path: str):
+    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    with open(results_path) as f:
+        for line in f:
+            if line.strip():
+                key, subject, _run, value = line.rstrip("\n").split("\t")
+                values[(key, subject)].append(float(value))
+    meta: dict[str, str] = {}
+    with open(meta_path) as f:
+        for line in f:
+            if "\t" in line:
+                k, v = line.rstrip("\n").split("\t", 1)
+                meta[k] = v
+    return values, meta
+
+
+def fmt(x: Optional[float]) -> str:
+    if x is None:
+        return "—"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def human_bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} B"
+
+
+@dataclass
+class Row:
+    num: str
+    label: str
+    unit: str
+    key: str
+    ours: Optional[str]  # subject name of r2-sync's value, None for context rows
+    base: Optional[str]  # subject name of the baseline's value
+    base_name: str
+    # (ours, base) -> (target text, met?) ; None when the row has no target
+    target: Optional[Callable[[Optional[float], Optional[float]], tuple[str, Optional[bool]]]] = None
+
+
+def ratio_at_least(t: float):
+    def check(ours, base):
+        ok = None if ours is None or not base else ours / base >= t
+        return f"≥ {t:g}×", ok
+    return check
+
+
+def at_most(limit: float, unit: str):
+    def check(ours, _base):
+        return f"≤ {limit:g} {unit}", None if ours is None else ours <= limit
+    return check
+
+
+def below(limit: float, unit: str):
+    def check(ours, _base):
+        return f"< {limit:g} {unit}", None if ours is None else ours < limit
+    return check
+
+
+def rss_target(ratio: float, limit: float):
+    def check(ours, base):
+        ok = None if ours is None or not base else (ours / base <= ratio and ours < limit)
+        return f"≤ {ratio:g}× and < {limit:g} MiB", ok
+    return check
+
+
+def rows(m: dict[str, str]) -> list[Row]:
+    videos = f"{m['videos']} × {human_bytes(int(m['video_bytes']))} videos"
+    big = human_bytes(int(m["big_bytes"]))
+    small = f"{int(m['small_files']):,} × {int(m['small_bytes']) // 1000} KB objects"
+    serve = human_bytes(int(m["serve_bytes"]))
+    cache = m.get("dd_cache", "?")
+    return [
+        Row("1", f"sync {videos} (ffprobe on each), SYNC_CONCURRENCY=2 (default)", "MB/s",
+            "videos.mbps", "r2sync_c2", "rclone", "rclone", ratio_at_least(1.3)),
+        Row("1", "… same, SYNC_CONCURRENCY=4", "MB/s",
+            "videos.mbps", "r2sync_c4", "rclone", "rclone", ratio_at_least(1.3)),
+        Row("2", f"sync one {big} object (random data, VALIDATE_MEDIA=false: not media)", "MB/s",
+            "big.mbps", "r2sync", "rclone", "rclone", ratio_at_least(1.0)),
+        Row("2", f"… peak RSS (Maximum resident set size)", "MiB",
+            "big.rss_mib", "r2sync", "rclone", "rclone", rss_target(0.5, 64)),
+        Row("3", f"sync {small} (VALIDATE_MEDIA=false, BATCH_SIZE={m['small_files']})", "files/s",
+            "small.fps", "r2sync", "rclone", "rclone", ratio_at_least(1.0)),
+        Row("4", f"bytes downloaded again after SIGKILL at ≥ 50 % of the {big} object", "% of object",
+            "resume.pct", "r2sync", "rclone", "rclone", at_most(5, "%")),
+        Row("5", f"serve a {serve} file to one client (curl -o /dev/null)", "MB/s",
+            "serve1.mbps", "r2sync", "nginx", "nginx", ratio_at_least(0.9)),
+        Row("5", "1 MiB ranged GETs at random offsets, 64 connections, JWT on each (wrk)", "req/s",
+            "range.rps", "r2sync", "nginx", "nginx", ratio_at_least(0.8)),
+        Row("5", "idle RSS of `r2-sync run` (VmRSS after 5 s idle)", "MiB",
+            "idle.rss_mib", "r2sync", None, "", below(20, "MiB")),
+        Row("6", f"disk read of the {serve} file (dd bs=4M, {cache})", "MB/s",
+            "dd.mbps", None, "dd", "dd"),
+        Row("6", f"loopback HTTP: nginx serving the {serve} file to curl (= row 5 baseline)", "MB/s",
+            "serve1.mbps", None, "nginx", "nginx"),
+        Row("6", f"test S3 server alone: curl GET of the {big} object, 1 stream", "MB/s",
+            "s3.mbps", None, "curl1", "curl"),
+        Row("6", f"test S3 server alone: same object as 4 ranged GETs in parallel", "MB/s",
+            "s3.mbps", None, "curl4", "curl ×4"),
+    ]
+
+
+def median(values, key, subject) -> Optional[float]:
+    v = values.get((key, subject)) if subject else None
+    return statistics.median(v) if v else None
+
+
+def main_table(values, meta) -> list[str]:
+    out = [
+        "| # | measure | unit | r2-sync | baseline | ratio | target | met |",
+        "|---|---|---|---:|---:|---:|---|---|",
+    ]
+    for r in rows(meta):
+        ours = median(values, r.key, r.ours)
+        base = median(values, r.key, r.base)
+        missing = (r.ours and ours is None) or (r.base and base is None)
+        todo = meta.get(f"todo.{r.key}", "")
+        if missing and todo:
+            cells = ["TODO" if r.ours else "—",
+                     f"{r.base_name}: {fmt(base)}" if r.base else "—", "—"]
+            target = r.target(None, None)[0] if r.target else ""
+            out.append(f"| {r.num} | {r.label} | {r.unit} | {' | '.join(cells)} | {target} | TODO: {todo} |")
+            continue
+        ratio = f"{ours / base:.2f}×" if ours is not None and base else "—"
+        target, ok = r.target(ours, base) if r.target else ("context", None)
+        met = "" if not r.target else ("n/a" if ok is None else ("yes" if ok else "**no**"))
+        base_cell = f"{r.base_name}: {fmt(base)}" if r.base else "—"
+        ours_cell = fmt(ours) if r.ours else "—"
+        out.append(f"| {r.num} | {r.label} | {r.unit} | {ours_cell} | {base_cell} | {ratio} | {target} | {met} |")
+    return out
+
+
+SECTIONS = [
+    ("videos", "1 videos", ["r2sync_c2", "r2sync_c4", "rclone"]),
+    ("big", "2 one big object", ["r2sync", "rclone"]),
+    ("small", "3 small objects", ["r2sync", "rclone"]),
+]
+
+
+def resources_table(values) -> list[str]:
+    out = [
+        "| measure | tool | wall s | CPU s (user+sys) | CPU % of one core | peak RSS MiB | S3 server CPU s |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for section, label, subjects in SECTIONS:
+        for s in subjects:
+            wall = median(values, f"{section}.wall_s", s)
+            if wall is None:
+                continue
+            cpu = median(values, f"{section}.cpu_s", s)
+            rss = median(values, f"{section}.rss_mib", s)
+            s3 = median(values, f"{section}.s3cpu_s", s)
+            pct = f"{100 * cpu / wall:.0f}" if cpu is not None and wall else "—"
+            out.append(f"| {label} | {s} | {fmt(wall)} | {fmt(cpu)} | {pct} | {fmt(rss)} | {fmt(s3)} |")
+    return out
+
+
+def per_run(values) -> list[str]:
+    out = ["| value | tool | runs (in order) |", "|---|---|---|"]
+    for (key, subject), v in sorted(values.items()):
+        out.append(f"| {key} | {subject} | {', '.join(fmt(x) for x in v)} |")
+    return out
+
+
+def main() -> int:
+    results_path, meta_path, out_path = sys.argv[1:4]
+    values, meta = load(results_path, meta_path)
+    table = main_table(values, meta)
+    notes = [line for k, line in sorted(meta.items()) if k.startswith("note")]
+    doc = [
+        "# Benchmarks",
+        "",
+        f"Generated by `make bench` (`scripts/bench.sh`) on {meta['date']}. Not part of the test suite.",
+        f"Each pair ran alternately {meta['runs']} time(s); medians shown; ratio = r2-sync ÷ baseline. "
+        "MB = 10^6 bytes; MiB = 2^20.",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {meta['cpu']} — `nproc` = {meta['nproc']} (shared; load average at start {meta['load']})",
+        f"- memory: {meta['mem']}",
+        f"- kernel: {meta['kernel']}",
+        f"- disk (archive, temp files and the S3 server's objects): {meta['disk']}",
+        f"- versions: {meta['versions']}",
+        "",
+        "## Results",
+        "",
+        *table,
+        "",
+        "## Resources (medians)",
+        "",
+        *resources_table(values),
+        "",
+        "## Notes",
+        "",
+        *[f"- {n}" for n in notes],
+        "",
+        "## Per-run values",
+        "",
+        *per_run(values),
+        "",
+    ]
+    with open(out_path, "w") as f:
+        f.write("\n".join(doc))
+    print("\n".join(table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

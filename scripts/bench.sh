@@ -1,0 +1,710 @@
+#!/usr/bin/env bash
+# Benchmark harness (`make bench`; issue 6). Never part of the test suite.
+#
+# Measures r2-sync against the tools it replaces, on this machine: rclone for syncing (from
+# the same test S3 server the tests use, release build) and nginx for serving. Builds the
+# release binaries, starts the S3 server on a free port with a temp root, creates a scratch
+# PostgreSQL database from schema/backend.sql, generates the data, runs each pair
+# alternately BENCH_RUNS times, and prints one markdown table of medians and ratios, also
+# written (with the machine's description) to BENCHMARKS.md.
+#
+# Settings (environment):
+#   BENCH_RUNS=3          runs of each pair
+#   BENCH_VIDEOS=20       ~50 MB videos for row 1
+#   BENCH_BIG_MIB=2048    the big object of rows 2 and 4
+#   BENCH_SMALL_FILES=2000  100 KB objects for row 3
+#   BENCH_SERVE_MIB=1024  the file served in row 5
+#   BENCH_WRK_SECS=10     duration of each wrk run
+#   BENCH_ONLY="videos big small resume serve context"  a subset, for working on the harness
+#   BENCH_OUT=BENCHMARKS.md
+#   BENCH_SKIP_BUILD=1    use the binaries already in target/release
+#   BENCH_R2_ENV="SYNC_CONCURRENCY=8"   extra settings for every timed r2-sync pass
+#   BENCH_R2_WRAP="strace -f -c -o /tmp/r2.strace"   a profiler to run r2-sync under
+#
+# Everything started here is stopped, the scratch database dropped and the temp dir removed
+# on exit, on failure and on Ctrl-C.
+set -Eeuo pipefail
+export LC_ALL=C # EPOCHREALTIME and printf must use '.' decimals
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+source scripts/lib.sh
+
+RUNS=${BENCH_RUNS:-3}
+VIDEOS=${BENCH_VIDEOS:-20}
+BIG_MIB=${BENCH_BIG_MIB:-2048}
+SMALL_FILES=${BENCH_SMALL_FILES:-2000}
+SMALL_BYTES=100000
+SERVE_MIB=${BENCH_SERVE_MIB:-1024}
+WRK_SECS=${BENCH_WRK_SECS:-10}
+ONLY=${BENCH_ONLY:-videos big small resume serve context}
+OUT=${BENCH_OUT:-BENCHMARKS.md}
+BIN=$ROOT/target/release
+
+ACCESS_KEY=bench-access
+SECRET_KEY=bench-secret-key
+TUNNEL_SECRET=bench-tunnel-secret-0123456789abcdef-0123456789
+BUCKET=media
+
+say() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() {
+    printf 'bench: FAILED: %s\n' "$*" >&2
+    exit 1
+}
+trap 'printf "bench: FAILED at %s line %s: %s\n" "${BASH_SOURCE[0]}" "$LINENO" "$BASH_COMMAND" >&2' ERR
+
+# ---------------------------------------------------------------------------------------
+# Clean-up: every background process we start is recorded in PIDS.
+
+WORK=
+DB=
+PIDS=()
+cleanup() {
+    local rc=$?
+    trap - ERR
+    trap '' PIPE # whoever read our output may be gone (Ctrl-C on `make bench | tee`)
+    set +e
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    if [ -n "$DB" ]; then
+        psql -h 127.0.0.1 -U postgres -qXc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
+    fi
+    [ -n "$WORK" ] && rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# seconds between two $EPOCHREALTIME values
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+# arithmetic on decimals: calc 'EXPR' (awk syntax)
+calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+
+# ---------------------------------------------------------------------------------------
+# Set-up
+
+need_tools() {
+    need_ffmpeg
+    need_postgres
+    local missing=()
+    command -v rclone >/dev/null || missing+=(rclone)
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v curl >/dev/null || missing+=(curl)
+    [ -x /usr/bin/time ] || missing+=(time) # GNU time, for peak RSS (-v)
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "installing ${missing[*]}"
+        apt_install "${missing[@]}"
+    fi
+    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+}
+
+start_s3() {
+    mkdir -p "$WORK/s3/$BUCKET"
+    "$BIN/r2-sync-test-s3" --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" "$WORK/s3" \
+        >"$WORK/s3.out" 2>"$WORK/s3.err" &
+    S3_PID=$!
+    PIDS+=("$S3_PID")
+    local addr=
+    for _ in $(seq 1 100); do
+        addr=$(sed -n 's/^listening on //p' "$WORK/s3.out")
+        [ -n "$addr" ] && break
+        kill -0 "$S3_PID" 2>/dev/null || die "the test S3 server exited: $(cat "$WORK/s3.err")"
+        sleep 0.1
+    done
+    [ -n "$addr" ] || die "the test S3 server did not say 'listening on' within 10 s"
+    S3_URL="http://$addr"
+
+    # rclone's remote `bench:` from the environment alone: no config file is read. Other
+    # RCLONE_* and AWS_* variables are dropped: AWS_CA_BUNDLE, for one, makes rclone refuse
+    # to build its HTTP client ("LoadCustomCABundleError"), and the endpoint is plain HTTP.
+    while read -r var; do unset "$var"; done < <(compgen -e | grep -E '^(RCLONE|AWS)_' || true)
+    : >"$WORK/rclone.conf"
+    export RCLONE_CONFIG="$WORK/rclone.conf"
+    export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other
+    export RCLONE_CONFIG_BENCH_ENDPOINT="$S3_URL" RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true
+    export RCLONE_CONFIG_BENCH_REGION=auto RCLONE_CONFIG_BENCH_NO_CHECK_BUCKET=true
+    export RCLONE_CONFIG_BENCH_ACCESS_KEY_ID="$ACCESS_KEY" RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY="$SECRET_KEY"
+}
+
+# Body bytes the S3 server has sent in answer to GETs so far.
+s3_sent() { curl -fsS "$S3_URL/_stats" | sed -n 's/.*"get_body_bytes":\([0-9]*\).*/\1/p'; }
+# CPU seconds (user+sys) the S3 server has used so far.
+s3_cpu() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$S3_PID/stat"; }
+
+create_db() {
+    DB="r2sync_bench_$$"
+    psql -h 127.0.0.1 -U postgres -qXc "CREATE DATABASE $DB" >/dev/null
+    psql_q -f schema/backend.sql >/dev/null
+}
+psql_q() { PGOPTIONS='-c client_min_messages=warning' psql -h 127.0.0.1 -U postgres -d "$DB" -qAtX -v ON_ERROR_STOP=1 "$@"; }
+
+# r2-sync's environment, as in tests/common/mod.rs Rig::env; nothing else is inherited.
+r2_env() {
+    R2ENV=(PATH="$PATH" DB_HOST=127.0.0.1 DB_PORT=5432 DB_NAME="$DB" DB_USER=postgres DB_SSLMODE=disable
+        R2_ENDPOINT="$S3_URL" R2_ACCESS_KEY="$ACCESS_KEY" R2_SECRET_KEY="$SECRET_KEY" R2_BUCKET="$BUCKET"
+        ARCHIVE_DIR="$WORK/archive" STATE_DIR="$WORK/state" UNRAID_TUNNEL_SECRET="$TUNNEL_SECRET"
+        SERVER_PORT=0 HEALTH_PORT=0 LOG_LEVEL=info)
+}
+
+# A clean slate for r2-sync: no rows, no leases, empty archive and state (ledger).
+reset_r2sync() {
+    psql_q -c "TRUNCATE media, audit_logs RESTART IDENTITY; DROP TABLE IF EXISTS r2_sync_leases" >/dev/null
+    rm -rf "$WORK/archive" "$WORK/state"
+    mkdir -p "$WORK/archive" "$WORK/state"
+}
+
+# insert_rows PREFIX COUNT EXT CONTENT_TYPE: approved rows for keys PREFIX/f0001.EXT…
+insert_rows() {
+    psql_q -c "INSERT INTO media (user_id, title, original_filename, content_type, r2_key, status,
+                   storage_location, approved_at)
+               SELECT 7, 'bench', format('f%s.$3', lpad(g::text, 4, '0')), '$4',
+                      format('$1/f%s.$3', lpad(g::text, 4, '0')), 'approved', 'r2', now()
+               FROM generate_series(1, $2) g" >/dev/null
+}
+
+# upload DIR PREFIX: puts what is missing under bucket/PREFIX (r2-sync deletes what it
+# archived; rclone leaves the objects). Untimed. --size-only: the sources never change.
+# Remote paths end in '/' everywhere: without it rclone first HEADs `media/PREFIX` to see
+# whether it is a file, the test server answers 500 (s3s-fs finds a directory there), and
+# rclone's retries add ~90 s to every command.
+upload() {
+    rclone copy "$1" "bench:$BUCKET/$2/" --size-only --transfers 8 --checkers 16 \
+        || die "uploading $1 to the test S3 server failed"
+}
+
+# ---------------------------------------------------------------------------------------
+# Measuring
+
+RESULTS=
+# record KEY SUBJECT RUN VALUE
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RESULTS"; }
+meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
+
+# timed SECTION SUBJECT RUN CMD...: runs CMD under GNU time after flushing earlier runs'
+# dirty pages (so their writeback does not land on this run); records wall seconds, CPU
+# seconds, peak RSS and the S3 server's CPU seconds; sets T_SECS. Fails loudly.
+timed() {
+    local section=$1 subject=$2 run=$3
+    shift 3
+    local label="$section-$subject-$run"
+    local tf="$WORK/logs/$label.time" log="$WORK/logs/$label.log"
+    sync
+    local c0 c1 t0 t1
+    c0=$(s3_cpu)
+    t0=$EPOCHREALTIME
+    local rc=0
+    /usr/bin/time -v -o "$tf" "$@" >"$log" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        tail -n 20 "$log" >&2
+        die "$label failed with exit status $rc (its last log lines are above)"
+    fi
+    t1=$EPOCHREALTIME
+    c1=$(s3_cpu)
+    T_SECS=$(elapsed "$t0" "$t1")
+    local rss_kb cpu
+    rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$tf")
+    cpu=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.2f", s }' "$tf")
+    record "$section.wall_s" "$subject" "$run" "$T_SECS"
+    record "$section.cpu_s" "$subject" "$run" "$cpu"
+    record "$section.rss_mib" "$subject" "$run" "$(calc "$rss_kb / 1024")"
+    record "$section.s3cpu_s" "$subject" "$run" "$(calc "$c1 - $c0")"
+    say "  $label: ${T_SECS}s, CPU ${cpu}s, peak RSS $((rss_kb / 1024)) MiB"
+}
+
+# Runs are alternated, and the order rotates from run to run so neither tool always goes
+# first (warm caches, the other tool's writeback).
+rotate() { # rotate RUN ITEM...: the items, starting at (RUN-1) mod N
+    local run=$1
+    shift
+    local items=("$@") n=$#
+    for ((i = 0; i < n; i++)); do echo "${items[$(((run - 1 + i) % n))]}"; done
+}
+
+# r2_sync_pass SECTION SUBJECT RUN EXPECTED ENV...: one timed `r2-sync sync --once`, checked.
+r2_sync_pass() {
+    local section=$1 subject=$2 run=$3 expected=$4
+    shift 4
+    local extra=() wrap=()
+    read -ra extra <<<"${BENCH_R2_ENV:-}"
+    read -ra wrap <<<"${BENCH_R2_WRAP:-}"
+    timed "$section" "$subject" "$run" env -i "${R2ENV[@]}" "$@" "${extra[@]}" "${wrap[@]}" "$BIN/r2-sync" sync --once
+    local archived
+    archived=$(psql_q -c "SELECT count(*) FROM media WHERE status = 'archived'")
+    [ "$archived" -eq "$expected" ] || die "$section: r2-sync archived $archived of $expected rows"
+}
+
+# rclone_pass SECTION RUN PREFIX EXPECTED: one timed `rclone copy` with default settings.
+rclone_pass() {
+    local section=$1 run=$2 prefix=$3 expected=$4
+    rm -rf "$WORK/dest"
+    timed "$section" rclone "$run" rclone copy "bench:$BUCKET/$prefix/" "$WORK/dest"
+    local got
+    got=$(find "$WORK/dest" -type f | wc -l)
+    [ "$got" -eq "$expected" ] || die "$section: rclone copied $got of $expected files"
+}
+
+# ---------------------------------------------------------------------------------------
+# Data
+
+# One ~50 MB video (10 s of 720p testsrc with noise, so x264 cannot compress it below
+# 40 Mbit/s), hard-linked BENCH_VIDEOS times under different names.
+make_videos() {
+    mkdir -p "$WORK/src/videos"
+    local one="$WORK/src/one.mp4"
+    ffmpeg -hide_banner -loglevel error -y \
+        -f lavfi -i testsrc=duration=10:size=1280x720:rate=30 -f lavfi -i sine=frequency=440:duration=10 \
+        -vf noise=alls=30:allf=t+u -c:v libx264 -preset ultrafast -b:v 40M -maxrate 40M -bufsize 40M \
+        -c:a aac -shortest "$one" || die "ffmpeg could not generate the benchmark video"
+    for i in $(seq -f %04g 1 "$VIDEOS"); do ln "$one" "$WORK/src/videos/f$i.mp4"; done
+    VIDEO_BYTES=$(stat -c %s "$one")
+}
+
+make_big() {
+    mkdir -p "$WORK/src/big"
+    head -c "${BIG_MIB}M" /dev/urandom >"$WORK/src/big/f0001.bin"
+    BIG_BYTES=$(stat -c %s "$WORK/src/big/f0001.bin")
+}
+
+make_small() {
+    mkdir -p "$WORK/src/small"
+    python3 - "$WORK/src/small" "$SMALL_FILES" "$SMALL_BYTES" <<'EOF'
+import os, sys
+d, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(1, n + 1):
+    with open(f"{d}/f{i:04d}.bin", "wb") as f:
+        f.write(os.urandom(size))
+EOF
+}
+
+# ---------------------------------------------------------------------------------------
+# Row 1: many videos, ffprobe on each (r2-sync's normal work).
+
+bench_videos() {
+    say "row 1: $VIDEOS videos of $VIDEO_BYTES bytes"
+    local total=$((VIDEOS * VIDEO_BYTES))
+    for run in $(seq 1 "$RUNS"); do
+        for subject in $(rotate "$run" r2sync_c2 rclone r2sync_c4); do
+            upload "$WORK/src/videos" videos
+            case $subject in
+            rclone) rclone_pass videos "$run" videos "$VIDEOS" ;;
+            r2sync_c2 | r2sync_c4)
+                reset_r2sync
+                insert_rows videos "$VIDEOS" mp4 video/mp4
+                local conc=()
+                [ "$subject" = r2sync_c4 ] && conc=(SYNC_CONCURRENCY=4)
+                r2_sync_pass videos "$subject" "$run" "$VIDEOS" BATCH_SIZE="$VIDEOS" "${conc[@]}"
+                ;;
+            esac
+            record videos.mbps "$subject" "$run" "$(calc "$total / $T_SECS / 1e6")"
+        done
+    done
+}
+
+# Row 2: one big object: throughput and peak memory.
+bench_big() {
+    say "row 2: one object of $BIG_BYTES bytes"
+    for run in $(seq 1 "$RUNS"); do
+        for subject in $(rotate "$run" r2sync rclone); do
+            upload "$WORK/src/big" big
+            if [ "$subject" = rclone ]; then
+                rclone_pass big "$run" big 1
+            else
+                reset_r2sync
+                insert_rows big 1 bin application/octet-stream
+                r2_sync_pass big r2sync "$run" 1 BATCH_SIZE=1 VALIDATE_MEDIA=false
+            fi
+            record big.mbps "$subject" "$run" "$(calc "$BIG_BYTES / $T_SECS / 1e6")"
+        done
+    done
+}
+
+# Row 3: many small objects: per-file overhead.
+bench_small() {
+    say "row 3: $SMALL_FILES objects of $SMALL_BYTES bytes"
+    for run in $(seq 1 "$RUNS"); do
+        for subject in $(rotate "$run" r2sync rclone); do
+            upload "$WORK/src/small" small
+            if [ "$subject" = rclone ]; then
+                rclone_pass small "$run" small "$SMALL_FILES"
+            else
+                reset_r2sync
+                insert_rows small "$SMALL_FILES" bin application/octet-stream
+                r2_sync_pass small r2sync "$run" "$SMALL_FILES" BATCH_SIZE="$SMALL_FILES" VALIDATE_MEDIA=false
+            fi
+            record small.fps "$subject" "$run" "$(calc "$SMALL_FILES / $T_SECS")"
+        done
+    done
+}
+
+# Row 4: bytes fetched again after a SIGKILL at half the big object. The S3 server counts the
+# body bytes it sends; everything beyond one copy of the object was downloaded twice.
+bench_resume() {
+    say "row 4: SIGKILL at 50 % of $BIG_BYTES bytes, then run again"
+    local half=$((BIG_BYTES / 2))
+    for run in $(seq 1 "$RUNS"); do
+        for subject in $(rotate "$run" r2sync rclone); do
+            upload "$WORK/src/big" big
+            sync
+            local before after at pid
+            before=$(s3_sent)
+            if [ "$subject" = rclone ]; then
+                rm -rf "$WORK/dest"
+                rclone copy "bench:$BUCKET/big/" "$WORK/dest" >"$WORK/logs/resume-rclone-$run.log" 2>&1 &
+                pid=$!
+                PIDS+=("$pid")
+                at=$(python3 bench/kill_at.py --pid "$pid" --at "$half" --stats-url "$S3_URL/_stats" --base "$before") ||
+                    die "row 4: could not kill rclone at 50 %"
+                wait "$pid" 2>/dev/null || true
+                rclone copy "bench:$BUCKET/big/" "$WORK/dest" >>"$WORK/logs/resume-rclone-$run.log" 2>&1 ||
+                    die "row 4: rclone's second run failed (see $WORK/logs)"
+                [ "$(stat -c %s "$WORK/dest/f0001.bin")" -eq "$BIG_BYTES" ] || die "row 4: rclone's copy is incomplete"
+            else
+                reset_r2sync
+                insert_rows big 1 bin application/octet-stream
+                local part="$WORK/archive/.r2-sync-tmp/1.part"
+                env -i "${R2ENV[@]}" BATCH_SIZE=1 VALIDATE_MEDIA=false "$BIN/r2-sync" sync --once \
+                    >"$WORK/logs/resume-r2sync-$run.log" 2>&1 &
+                pid=$!
+                PIDS+=("$pid")
+                at=$(python3 bench/kill_at.py --pid "$pid" --at "$half" --file "$part") ||
+                    die "row 4: could not kill r2-sync at 50 % (log: $(tail -n 5 "$WORK/logs/resume-r2sync-$run.log"))"
+                wait "$pid" 2>/dev/null || true
+                env -i "${R2ENV[@]}" BATCH_SIZE=1 VALIDATE_MEDIA=false "$BIN/r2-sync" sync --once \
+                    >>"$WORK/logs/resume-r2sync-$run.log" 2>&1 ||
+                    die "row 4: r2-sync's second run failed: $(tail -n 5 "$WORK/logs/resume-r2sync-$run.log")"
+                [ "$(psql_q -c "SELECT status FROM media WHERE id = 1")" = archived ] ||
+                    die "row 4: r2-sync did not archive the object after the restart"
+            fi
+            after=$(s3_sent)
+            local again=$((after - before - BIG_BYTES))
+            say "  resume-$subject-$run: killed at $at bytes; downloaded again $again bytes"
+            record resume.pct "$subject" "$run" "$(calc "100 * $again / $BIG_BYTES")"
+            record resume.bytes "$subject" "$run" "$again"
+        done
+    done
+}
+
+# ---------------------------------------------------------------------------------------
+# Row 5: serving, r2-sync vs nginx over the same directory.
+
+SERVE_DIR=
+make_serve_file() {
+    SERVE_DIR="$WORK/serve"
+    mkdir -p "$SERVE_DIR/bench"
+    head -c "${SERVE_MIB}M" /dev/urandom >"$SERVE_DIR/bench/serve.bin"
+    SERVE_BYTES=$(stat -c %s "$SERVE_DIR/bench/serve.bin")
+}
+
+start_nginx() {
+    NGINX_PORT=$(free_port)
+    local dir="$WORK/nginx"
+    mkdir -p "$dir"
+    local user_line=
+    [ "$(id -u)" -eq 0 ] && user_line="user root;" # the temp dir is 0700
+    cat >"$dir/nginx.conf" <<EOF
+$user_line
+worker_processes auto;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    default_type application/octet-stream;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        root $SERVE_DIR;
+    }
+}
+EOF
+    "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$NGINX_PORT/bench/serve.bin" || die "nginx did not start: $(cat "$dir/error.log")"
+    NGINX_URL="http://127.0.0.1:$NGINX_PORT/bench/serve.bin"
+}
+
+# The "msg" of the last JSON log line in a file (or its last line), for a one-line reason.
+last_msg() {
+    local line
+    line=$(tail -n 1 "$1")
+    sed -n 's/.*"msg":"\([^"]*\)".*/\1/p' <<<"$line" | grep . || cut -c1-100 <<<"$line"
+}
+
+# wait_http URL [PID]: until URL answers (any status below 500), at most 10 s.
+wait_http() {
+    for _ in $(seq 1 100); do
+        local code
+        code=$(curl -s -o /dev/null -r 0-0 -w '%{http_code}' "$1" || true)
+        [ "$code" != 000 ] && [ "$code" -lt 500 ] && return 0
+        [ -n "${2:-}" ] && ! kill -0 "$2" 2>/dev/null && return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# Starts `r2-sync serve` over SERVE_DIR and gets a signed URL; on any failure sets
+# SERVE_TODO to why and returns 1 (the file server is written separately and may not exist).
+start_r2sync_serve() {
+    reset_r2sync
+    local id
+    id=$(psql_q -c "INSERT INTO media (user_id, title, original_filename, content_type, file_size, r2_key, status,
+                        storage_location, archive_path, approved_at, archived_at)
+                    VALUES (7, 'bench', 'serve.bin', 'application/octet-stream', $SERVE_BYTES, 'bench/serve.bin',
+                        'archived', 'unraid', 'bench/serve.bin', now(), now()) RETURNING id")
+    R2_PORT=$(free_port)
+    local env=("${R2ENV[@]}" ARCHIVE_DIR="$SERVE_DIR" SERVER_PORT="$R2_PORT" HEALTH_PORT="$(free_port)" LOG_LEVEL=warn)
+    if ! env -i "${env[@]}" "$BIN/r2-sync" token --help >/dev/null 2>&1; then
+        SERVE_TODO="\`r2-sync token\` is not available"
+        return 1
+    fi
+    env -i "${env[@]}" "$BIN/r2-sync" serve >"$WORK/logs/serve.log" 2>&1 &
+    R2_SERVE_PID=$!
+    PIDS+=("$R2_SERVE_PID")
+    if ! wait_http "http://127.0.0.1:$R2_PORT/health" "$R2_SERVE_PID"; then
+        SERVE_TODO="\`r2-sync serve\` did not come up: $(last_msg "$WORK/logs/serve.log")"
+        return 1
+    fi
+    R2_URL=$(env -i "${env[@]}" "$BIN/r2-sync" token --media-id "$id" --ttl 2h \
+        --base-url "http://127.0.0.1:$R2_PORT" 2>"$WORK/logs/token.err" | grep -m1 -o 'http[^ ]*' || true)
+    if [ -z "$R2_URL" ]; then
+        SERVE_TODO="\`r2-sync token\` printed no URL ($(head -n 1 "$WORK/logs/token.err" | cut -c1-120))"
+        return 1
+    fi
+    # Both servers must answer a 1 MiB range with exactly 1 MiB, or wrk measures nonsense.
+    local got
+    got=$(curl -s -o /dev/null -r 0-1048575 -w '%{http_code} %{size_download}' "$R2_URL")
+    if [ "$got" != "206 1048576" ]; then
+        SERVE_TODO="\`r2-sync serve\` answered a 1 MiB range with '$got', not '206 1048576'"
+        return 1
+    fi
+}
+
+# serve_one SUBJECT RUN URL: one client downloads the whole file.
+serve_one() {
+    local out size secs
+    out=$(curl -fsS -o /dev/null -w '%{size_download} %{time_total}' "$3") || die "row 5: GET $3 failed"
+    read -r size secs <<<"$out"
+    [ "$size" -eq "$SERVE_BYTES" ] || die "row 5: $1 sent $size of $SERVE_BYTES bytes"
+    record serve1.mbps "$1" "$2" "$(calc "$size / $secs / 1e6")"
+    say "  serve1-$1-$2: $(calc "$size / $secs / 1e6") MB/s"
+}
+
+# serve_ranges SUBJECT RUN URL: wrk, 64 connections, random 1 MiB ranges.
+serve_ranges() {
+    local log="$WORK/logs/wrk-$1-$2.log"
+    wrk -t2 -c64 -d"${WRK_SECS}s" --latency -s bench/range.lua "$3" -- "$SERVE_BYTES" >"$log" 2>&1 ||
+        die "row 5: wrk against $1 failed: $(tail -n 3 "$log")"
+    if grep -qE 'Non-2xx|Socket errors' "$log"; then
+        cat "$log" >&2
+        die "row 5: wrk saw errors against $1 (above)"
+    fi
+    local rps
+    rps=$(sed -n 's/^Requests\/sec: *//p' "$log")
+    [ -n "$rps" ] || die "row 5: no Requests/sec in wrk's output: $(cat "$log")"
+    record range.rps "$1" "$2" "$rps"
+    say "  range-$1-$2: $rps req/s"
+}
+
+# Idle RSS of `r2-sync run` (server + scheduler) after 5 s with nothing to do. Returns 1 with
+# IDLE_TODO set when `run` does not stay up (it is being written separately).
+idle_rss() {
+    local env=("${R2ENV[@]}" ARCHIVE_DIR="$SERVE_DIR" SERVER_PORT="$(free_port)" HEALTH_PORT="$(free_port)"
+        SYNC_INTERVAL=1h LOG_LEVEL=warn)
+    env -i "${env[@]}" "$BIN/r2-sync" run >"$WORK/logs/run.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    sleep 5
+    if ! kill -0 "$pid" 2>/dev/null; then
+        IDLE_TODO="\`r2-sync run\` exited at once: $(last_msg "$WORK/logs/run.log")"
+        return 1
+    fi
+    local kb
+    kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+    record idle.rss_mib r2sync 1 "$(calc "$kb / 1024")"
+    say "  idle RSS of r2-sync run: $((kb / 1024)) MiB"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+}
+
+bench_serve() {
+    say "row 5: serving a $SERVE_BYTES-byte file"
+    start_nginx
+    local have_r2=yes
+    SERVE_TODO=
+    start_r2sync_serve || have_r2=
+    [ -z "$have_r2" ] && say "  r2-sync serve not measured: $SERVE_TODO"
+    # Warm the page cache once so neither server pays for the first read.
+    cat "$SERVE_DIR/bench/serve.bin" >/dev/null
+    for run in $(seq 1 "$RUNS"); do
+        for subject in $(rotate "$run" r2sync nginx); do
+            if [ "$subject" = nginx ]; then
+                serve_one nginx "$run" "$NGINX_URL"
+            elif [ -n "$have_r2" ]; then
+                serve_one r2sync "$run" "$R2_URL"
+            fi
+        done
+        for subject in $(rotate "$run" r2sync nginx); do
+            if [ "$subject" = nginx ]; then
+                serve_ranges nginx "$run" "$NGINX_URL"
+            elif [ -n "$have_r2" ]; then
+                serve_ranges r2sync "$run" "$R2_URL"
+            fi
+        done
+    done
+    if [ -n "$have_r2" ]; then
+        kill "$R2_SERVE_PID"
+        wait "$R2_SERVE_PID" 2>/dev/null || true
+    else
+        meta todo.serve1.mbps "$SERVE_TODO"
+        meta todo.range.rps "$SERVE_TODO"
+    fi
+    IDLE_TODO=
+    if ! idle_rss; then
+        say "  idle RSS not measured: $IDLE_TODO"
+        meta todo.idle.rss_mib "$IDLE_TODO"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------
+# Row 6: the physical limits.
+
+bench_context() {
+    say "row 6: disk read, and the S3 server's own ceiling"
+    local file="$SERVE_DIR/bench/serve.bin"
+    for run in $(seq 1 "$RUNS"); do
+        # Drop the page cache when the kernel lets us (root outside a container); otherwise
+        # the read comes from memory and the row says so.
+        local cache=cached
+        sync
+        if (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then cache="cold cache"; fi
+        local t0 t1
+        t0=$EPOCHREALTIME
+        dd if="$file" of=/dev/null bs=4M status=none
+        t1=$EPOCHREALTIME
+        record dd.mbps dd "$run" "$(calc "$SERVE_BYTES / $(elapsed "$t0" "$t1") / 1e6")"
+    done
+    meta dd_cache "$cache"
+
+    # The S3 server alone, curl signing with SigV4: one stream, then 4 ranged streams.
+    upload "$WORK/src/big" big
+    local url="$S3_URL/$BUCKET/big/f0001.bin" sig=(--aws-sigv4 "aws:amz:auto:s3"
+        --user "$ACCESS_KEY:$SECRET_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
+    for run in $(seq 1 "$RUNS"); do
+        local out size secs
+        out=$(curl -fsS "${sig[@]}" -o /dev/null -w '%{size_download} %{time_total}' "$url") ||
+            die "row 6: curl could not GET the object from the S3 server"
+        read -r size secs <<<"$out"
+        [ "$size" -eq "$BIG_BYTES" ] || die "row 6: the S3 server sent $size of $BIG_BYTES bytes"
+        record s3.mbps curl1 "$run" "$(calc "$size / $secs / 1e6")"
+
+        local quarter=$((BIG_BYTES / 4)) pids=() i
+        t0=$EPOCHREALTIME
+        for i in 0 1 2 3; do
+            local from=$((i * quarter)) to=$(((i + 1) * quarter - 1))
+            [ "$i" -eq 3 ] && to=$((BIG_BYTES - 1))
+            curl -fsS "${sig[@]}" -o /dev/null -r "$from-$to" "$url" &
+            pids+=($!)
+        done
+        for i in "${pids[@]}"; do wait "$i" || die "row 6: a ranged curl from the S3 server failed"; done
+        t1=$EPOCHREALTIME
+        record s3.mbps curl4 "$run" "$(calc "$BIG_BYTES / $(elapsed "$t0" "$t1") / 1e6")"
+    done
+}
+
+# ---------------------------------------------------------------------------------------
+
+describe_machine() {
+    meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+    meta runs "$RUNS"
+    if [ -n "${BENCH_R2_ENV:-}${BENCH_R2_WRAP:-}" ]; then
+        meta note00 "This run set BENCH_R2_ENV='${BENCH_R2_ENV:-}' BENCH_R2_WRAP='${BENCH_R2_WRAP:-}' for every timed r2-sync pass."
+    fi
+    meta nproc "$(nproc)"
+    meta cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+    meta kernel "$(uname -srm)"
+    meta load "$(cut -d' ' -f1-3 /proc/loadavg)"
+    meta mem "$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+    local src fstype dev rota model
+    read -r src fstype < <(findmnt -no SOURCE,FSTYPE -T "$WORK")
+    dev=$(lsblk -no PKNAME "$src" 2>/dev/null | sed -n 1p || true)
+    [ -z "$dev" ] && dev=$(basename "$src")
+    rota=$(cat "/sys/block/$dev/queue/rotational" 2>/dev/null || echo "?")
+    model=
+    if [ -r "/sys/block/$dev/device/model" ]; then model=$(xargs <"/sys/block/$dev/device/model"); fi
+    meta disk "$src ($fstype${model:+, $model}, $([ "$rota" = 0 ] && echo "non-rotational" || echo "rotational=$rota")), $(df -h --output=size "$WORK" | tail -n1 | xargs) — virtual disk unless a model is shown"
+    meta versions "r2-sync $("$BIN/r2-sync" --version | awk '{ print $2 }') ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src state 2>/dev/null || echo "+uncommitted")), $(rclone version | sed -n 1p), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $( (wrk -v 2>&1 || true) | sed -n 1p | cut -d' ' -f1-2)"
+}
+
+notes() {
+    meta note01 "Sync rows: the test S3 server (\`tests/s3-server\`, release build) on loopback, its objects in the page cache (RAM ≫ data). Timed: r2-sync's whole \`sync --once\` process (start-up, PostgreSQL claim, HEAD, GET, MD5 + SHA-256, ffprobe, fsync, rename, sidecar, record, DELETE) vs \`rclone copy bench:media/<prefix> <dir>\` alone with default settings (--transfers 4, --checkers 8, multi-thread streams 4 above 250 MiB; MD5 checked)."
+    meta note02 "rclone does not fsync what it writes; r2-sync fsyncs every 64 MiB segment, the file, the rename and the sidecar. \`sync\` runs untimed before every timed run so earlier writeback does not land on it."
+    meta note03 "Objects are re-uploaded (untimed, rclone) before each r2-sync run, since r2-sync deletes what it archived; rows, leases, archive and state are reset."
+    meta note04 "The ${VIDEOS:-20} videos are one ${VIDEO_BYTES:-?}-byte 720p x264 file (10 s, noise so it stays at 40 Mbit/s) under ${VIDEOS:-20} keys; r2-sync runs ffprobe on each. Throughput = bytes / wall seconds."
+    meta note05 "Row 4: r2-sync is killed when \`<ARCHIVE_DIR>/.r2-sync-tmp/<id>.part\` reaches 50 %; rclone when the S3 server's GET /_stats counter reaches 50 % (its multi-thread download writes into a preallocated file, so file size says nothing). Re-downloaded = bytes the server sent over both runs − object size. 50 % of the object is a boundary of r2-sync's 64 MiB checkpoint segments, and the kill lands before that segment's checkpoint: this is r2-sync's worst case (one whole segment, plus bytes in flight)."
+    meta note06 "Row 5 (when measured): nginx ($NGINX) with sendfile on, over the same directory as \`r2-sync serve\`; wrk -t2 -c64 -d${WRK_SECS}s with bench/range.lua; r2-sync URLs carry ?token= from \`r2-sync token\`. File in the page cache (warmed first)."
+    meta note07 "Row 6's S3-server rows are the ceiling every sync row shares: when both tools come close to it, the sync ratios measure the server more than the tools (see the S3 server CPU column)."
+    meta note08 "Everything (S3 server, PostgreSQL, the tool measured, the client) shares the same $(nproc) cores, with other work running on the machine: absolute numbers are noisy; the ratios are the point."
+}
+
+main() {
+    [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer, not '$RUNS'"
+    need_tools
+    if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
+        say "building release binaries"
+        cargo build --locked --release -p r2-sync -p r2-sync-test-s3 || die "the release build failed"
+    fi
+    for b in r2-sync r2-sync-test-s3; do [ -x "$BIN/$b" ] || die "no release binary $BIN/$b"; done
+
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/r2-sync-bench.XXXXXX")
+    mkdir -p "$WORK/logs"
+    RESULTS="$WORK/results.tsv" META="$WORK/meta.tsv"
+    : >"$RESULTS"
+    : >"$META"
+    describe_machine
+
+    start_s3
+    create_db
+    r2_env
+    reset_r2sync
+
+    say "generating data in $WORK"
+    VIDEO_BYTES=0 BIG_BYTES=$((BIG_MIB << 20)) SERVE_BYTES=$((SERVE_MIB << 20))
+    if wants videos; then make_videos; fi
+    if wants big || wants resume || wants context; then make_big; fi
+    if wants small; then make_small; fi
+    if wants serve || wants context; then make_serve_file; fi
+    meta videos "$VIDEOS"
+    meta video_bytes "$VIDEO_BYTES"
+    meta big_bytes "$BIG_BYTES"
+    meta small_files "$SMALL_FILES"
+    meta small_bytes "$SMALL_BYTES"
+    meta serve_bytes "$SERVE_BYTES"
+
+    if wants videos; then bench_videos; fi
+    if wants big; then bench_big; fi
+    if wants small; then bench_small; fi
+    if wants resume; then bench_resume; fi
+    if wants serve; then bench_serve; fi
+    if wants context; then bench_context; fi
+    notes
+
+    say "writing $OUT"
+    echo
+    python3 bench/report.py "$RESULTS" "$META" "$OUT"
+}
+
+main "$@"
