@@ -68,7 +68,9 @@ export DB_HOST=127.0.0.1 DB_PORT=5432 DB_NAME="$DB" DB_USER=postgres DB_SSLMODE=
 export R2_ENDPOINT="$S3" R2_ACCESS_KEY=demo-access R2_SECRET_KEY=demo-secret-key R2_BUCKET=media
 export ARCHIVE_DIR="$WORK/archive" STATE_DIR="$WORK/state"
 export UNRAID_TUNNEL_SECRET="demo-only-secret-demo-only-secret-0123456789"
-export SERVER_PORT="${DEMO_PORT:-$(free_port)}" HEALTH_PORT="$(free_port)"
+SERVER_PORT="${DEMO_PORT:-$(free_port)}"
+HEALTH_PORT="$(free_port)"
+export SERVER_PORT HEALTH_PORT
 
 echo "==> r2-sync check"
 "$BIN/r2-sync" check
@@ -99,7 +101,7 @@ echo "    $link"
 echo "Download it:"
 echo "    curl -o demo.mp4 '$link'"
 echo "Seek in it (what a browser's <video> does):"
-echo "    curl -r 1000-1999 -o /dev/null -w '%{http_code} %{size_download} bytes\\n' '$link'"
+printf '    curl -r 1000-1999 -o /dev/null -w %s %s\n' "'%{http_code} %{size_download} bytes\\n'" "'$link'"
 code=$(curl -s -o /dev/null -w '%{http_code}' "$link")
 bad=$(curl -s -o /dev/null -w '%{http_code}' "${link%%\?*}?token=forged")
 echo "(checked just now: the link answers $code, the same path with a forged token $bad)"
