@@ -41,15 +41,21 @@ fn sync_via(rig: &Rig, proxy: &Proxy) -> tokio::process::Command {
     cmd
 }
 
-async fn wait_for_part(rig: &Rig, id: i64) {
-    let part = rig.archive_dir().join(".r2-sync-tmp").join(format!("{id}.part"));
-    for _ in 0..10_000 {
-        if std::fs::metadata(&part).map(|m| m.len() > 0).unwrap_or(false) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    panic!("download of {id} never started");
+/// A pass through the proxy slowed to 1 MiB/s, returned once media `id` is downloading.
+async fn slowed_sync(rig: &Rig, proxy: &Proxy, id: i64) -> tokio::process::Child {
+    proxy.rate(1 << 20);
+    let child = sync_via(rig, proxy)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    rig.wait_for_part(id, 1).await;
+    child
+}
+
+/// Lifts the slowdown and waits for the pass to end.
+async fn at_full_speed(proxy: &Proxy, child: tokio::process::Child) -> std::process::Output {
+    proxy.rate(0);
+    child.wait_with_output().await.unwrap()
 }
 
 async fn status(rig: &Rig, id: i64) -> String {
@@ -116,19 +122,13 @@ async fn an_object_overwritten_mid_transfer_is_fetched_again_whole() {
     let rig = Rig::new().await;
     let proxy = behind_proxy(&rig).await;
     let mut seeded = seed_bytes(&rig, "uploads/changing.bin", &random(2 << 20)).await;
-    proxy.rate(1 << 20);
-    let child = sync_via(&rig, &proxy)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_part(&rig, seeded.id).await;
+    let child = slowed_sync(&rig, &proxy, seeded.id).await;
     let replacement = random(1 << 20);
     rig.storage()
         .put(&seeded.key, &replacement, "application/octet-stream")
         .await
         .unwrap();
-    proxy.rate(0);
-    let out = child.wait_with_output().await.unwrap();
+    let out = at_full_speed(&proxy, child).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     seeded.sha256 = sha256_hex(&replacement);
     seeded.size = replacement.len() as u64;
@@ -140,15 +140,9 @@ async fn an_object_deleted_mid_transfer_fails_the_row_and_archives_nothing() {
     let rig = Rig::new().await;
     let proxy = behind_proxy(&rig).await;
     let seeded = seed_bytes(&rig, "uploads/vanishing.bin", &random(2 << 20)).await;
-    proxy.rate(1 << 20);
-    let child = sync_via(&rig, &proxy)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_part(&rig, seeded.id).await;
+    let child = slowed_sync(&rig, &proxy, seeded.id).await;
     rig.storage().delete(&seeded.key).await.unwrap();
-    proxy.rate(0);
-    let out = child.wait_with_output().await.unwrap();
+    let out = at_full_speed(&proxy, child).await;
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(status(&rig, seeded.id).await, "failed");
     let files = invariants::archive_files(&rig.archive_dir());
@@ -160,18 +154,12 @@ async fn a_row_soft_deleted_mid_transfer_is_left_alone() {
     let rig = Rig::new().await;
     let proxy = behind_proxy(&rig).await;
     let seeded = seed_bytes(&rig, "uploads/deleted.bin", &random(2 << 20)).await;
-    proxy.rate(1 << 20);
-    let child = sync_via(&rig, &proxy)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_part(&rig, seeded.id).await;
+    let child = slowed_sync(&rig, &proxy, seeded.id).await;
     let c = rig.db.client().await;
     c.execute("UPDATE media SET deleted_at = now() WHERE id = $1", &[&seeded.id])
         .await
         .unwrap();
-    proxy.rate(0);
-    let out = child.wait_with_output().await.unwrap();
+    let out = at_full_speed(&proxy, child).await;
     let logs = String::from_utf8_lossy(&out.stdout);
     assert!(logs.contains("abandoned"), "{logs}");
     assert_eq!(

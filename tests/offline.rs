@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{proxy::Proxy, NewMedia, Rig};
-use r2_sync::state::{Ledger, Stage};
-use r2_sync::sync::Syncer;
+use r2_sync::state::Stage;
 
 #[tokio::test]
 async fn owed_record_waits_in_the_ledger_until_postgres_returns() {
@@ -22,33 +20,14 @@ async fn owed_record_waits_in_the_ledger_until_postgres_returns() {
     let id = rig.insert_media(&NewMedia::approved("uploads/o.bin", "o.bin")).await;
 
     let pg = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let mut vars = rig.env();
-    vars.insert("DB_PORT".into(), pg.addr.port().to_string());
-    vars.insert("VALIDATE_MEDIA".into(), "false".into());
-    let cfg = r2_sync::config::Config::from_vars(&vars).unwrap();
-    let db = r2_sync::db::Db::new(&cfg.db, "offline-test").unwrap();
-    let ledger = Ledger::open(&rig.state_dir().join(r2_sync::app::LEDGER_FILE)).unwrap();
-    let syncer = Syncer {
-        cfg: Arc::new(cfg),
-        db,
-        storage: rig.storage(),
-        ledger: Arc::new(ledger),
-        log: r2_sync::logging::discard(),
-        metrics: Arc::new(r2_sync::metrics::Metrics::new()),
-    };
-
+    let port = pg.addr.port().to_string();
+    let syncer = rig.syncer(&[("DB_PORT", &port), ("VALIDATE_MEDIA", "false")]);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let pass = {
         let (syncer, shutdown) = (syncer.clone(), shutdown.clone());
         tokio::spawn(async move { syncer.pass(&shutdown).await })
     };
-    let part = rig.archive_dir().join(".r2-sync-tmp").join(format!("{id}.part"));
-    for _ in 0..20_000 {
-        if part.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    rig.wait_for_part(id, 1).await;
     pg.down();
     let report = tokio::time::timeout(Duration::from_secs(120), pass)
         .await

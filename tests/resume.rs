@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::{NewMedia, Rig};
-use r2_sync::sync::Syncer;
 use sha2::{Digest, Sha256};
 
 const BIG: usize = 150 << 20;
@@ -25,21 +24,11 @@ async fn seed_big(rig: &Rig, key: &str) -> (i64, Vec<u8>) {
     (rig.insert_media(&m).await, data)
 }
 
-async fn wait_for_part(path: &std::path::Path, at_least: u64) {
-    for _ in 0..30_000 {
-        if std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) >= at_least {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("{} never reached {at_least} bytes", path.display());
-}
-
 #[tokio::test]
 async fn sigkill_mid_download_resumes_fetching_only_the_missing_bytes() {
     let rig = Rig::new().await;
     let (id, data) = seed_big(&rig, "uploads/big.bin").await;
-    let part = rig.archive_dir().join(".r2-sync-tmp").join(format!("{id}.part"));
+    let part = rig.part(id);
 
     let mut first = rig
         .command(&["sync", "--once"])
@@ -47,7 +36,7 @@ async fn sigkill_mid_download_resumes_fetching_only_the_missing_bytes() {
         .spawn()
         .unwrap();
     // Past the first 64 MiB checkpoint, then kill without warning.
-    wait_for_part(&part, 80 << 20).await;
+    rig.wait_for_part(id, 80 << 20).await;
     first.start_kill().unwrap();
     first.wait().await.unwrap();
     let sent_before = rig.s3.bytes_sent().await;
@@ -90,25 +79,14 @@ async fn sigkill_mid_download_resumes_fetching_only_the_missing_bytes() {
 async fn a_row_rejected_while_downloading_is_not_archived_and_stays_in_r2() {
     let rig = Rig::new().await;
     let (id, _) = seed_big(&rig, "uploads/rejected.bin").await;
-    let mut vars = rig.env();
-    vars.insert("VALIDATE_MEDIA".into(), "false".into());
-    let cfg = std::sync::Arc::new(r2_sync::config::Config::from_vars(&vars).unwrap());
-    let ledger = r2_sync::state::Ledger::open(&rig.state_dir().join(r2_sync::app::LEDGER_FILE)).unwrap();
-    let syncer = Syncer {
-        cfg: cfg.clone(),
-        db: rig.db_handle(),
-        storage: rig.storage(),
-        ledger: std::sync::Arc::new(ledger),
-        log: r2_sync::logging::discard(),
-        metrics: std::sync::Arc::new(r2_sync::metrics::Metrics::new()),
-    };
+    let syncer = rig.syncer(&[("VALIDATE_MEDIA", "false")]);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let pass = {
         let (syncer, shutdown) = (syncer.clone(), shutdown.clone());
         tokio::spawn(async move { syncer.pass(&shutdown).await })
     };
-    let part = rig.archive_dir().join(".r2-sync-tmp").join(format!("{id}.part"));
-    wait_for_part(&part, 1).await;
+    let part = rig.part(id);
+    rig.wait_for_part(id, 1).await;
     rig.db
         .client()
         .await
@@ -144,14 +122,14 @@ async fn a_row_rejected_while_downloading_is_not_archived_and_stays_in_r2() {
 async fn sigterm_mid_download_checkpoints_and_exits_promptly() {
     let rig = Rig::new().await;
     let (id, _) = seed_big(&rig, "uploads/term.bin").await;
-    let part = rig.archive_dir().join(".r2-sync-tmp").join(format!("{id}.part"));
+    let part = rig.part(id);
     let child = rig
         .command(&["sync", "--once"])
         .env("VALIDATE_MEDIA", "false")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_part(&part, 1 << 20).await;
+    rig.wait_for_part(id, 1 << 20).await;
     let pid = child.id().unwrap().to_string();
     let asked = std::time::Instant::now();
     assert!(std::process::Command::new("kill")

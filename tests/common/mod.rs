@@ -233,6 +233,41 @@ impl Rig {
         Db::new(&self.config().db, "rig").unwrap()
     }
 
+    /// An in-process syncer over this rig, its environment with `overrides` on top.
+    pub fn syncer(&self, overrides: &[(&str, &str)]) -> r2_sync::sync::Syncer {
+        let mut vars = self.env();
+        for (k, v) in overrides {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let cfg = Config::from_vars(&vars).expect("rig config is valid");
+        let ledger_path = self.state_dir().join(r2_sync::app::LEDGER_FILE);
+        r2_sync::sync::Syncer {
+            db: Db::new(&cfg.db, "rig").unwrap(),
+            storage: Storage::new(&cfg.r2).unwrap(),
+            ledger: std::sync::Arc::new(r2_sync::state::Ledger::open(&ledger_path).unwrap()),
+            cfg: std::sync::Arc::new(cfg),
+            log: r2_sync::logging::discard(),
+            metrics: std::sync::Arc::new(r2_sync::metrics::Metrics::new()),
+        }
+    }
+
+    /// The temp file of media `id`'s download.
+    pub fn part(&self, id: i64) -> PathBuf {
+        self.archive_dir().join(".r2-sync-tmp").join(format!("{id}.part"))
+    }
+
+    /// Waits until media `id`'s download has written at least `bytes`.
+    pub async fn wait_for_part(&self, id: i64, bytes: u64) {
+        let part = self.part(id);
+        for _ in 0..30_000 {
+            if std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) >= bytes {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        panic!("{} never reached {bytes} bytes", part.display());
+    }
+
     /// The real `r2-sync` binary with this rig's environment (and nothing inherited).
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_r2-sync"));
