@@ -197,6 +197,29 @@ impl Parts {
     }
 }
 
+/// Runs `work` to its end, unless a shutdown was requested and `grace` has passed since: then
+/// gives up on it. Safe because every stage is in the ledger before the next begins, so work
+/// cut short resumes on the next start exactly as after a crash.
+async fn within_grace<F: std::future::Future>(
+    work: F,
+    shutdown: &crate::shutdown::CancellationToken,
+    grace: std::time::Duration,
+    log: &Logger,
+) -> Option<F::Output> {
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        out = work => Some(out),
+        () = deadline => {
+            slog::warn!(log, "shutdown grace period over; exiting with work in flight (resumed on next start)";
+                "grace_s" => grace.as_secs());
+            None
+        }
+    }
+}
+
 /// Opens the parts, prepares the lease table and installs the signal handlers.
 async fn start(cfg: Config, log: &Logger) -> Result<(Parts, crate::shutdown::CancellationToken), ExitCode> {
     let parts = Parts::open(cfg).map_err(|e| {
@@ -235,7 +258,8 @@ async fn run_all(cfg: Config, log: Logger) -> ExitCode {
     // The server only finishes after shutdown was requested; the scheduler checkpoints and
     // stops at the same signal.
     shutdown.cancel();
-    let _ = scheduler.await;
+    let grace = parts.cfg.server.shutdown_grace;
+    let _ = within_grace(scheduler, &shutdown, grace, &log).await;
     slog::info!(log, "stopped");
     ExitCode::SUCCESS
 }
@@ -246,15 +270,23 @@ async fn sync(cfg: Config, log: Logger, once: bool) -> ExitCode {
         Err(code) => return code,
     };
     let syncer = parts.syncer(&log);
+    let grace = parts.cfg.server.shutdown_grace;
     if !once {
-        crate::sync::schedule::run(syncer, shutdown).await;
+        let _ = within_grace(
+            crate::sync::schedule::run(syncer, shutdown.clone()),
+            &shutdown,
+            grace,
+            &log,
+        )
+        .await;
         return ExitCode::SUCCESS;
     }
-    syncer.reconcile().await;
-    let report = syncer.pass(&shutdown).await;
-    if report.all_succeeded() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    let one_pass = async {
+        syncer.reconcile().await;
+        syncer.pass(&shutdown).await
+    };
+    match within_grace(one_pass, &shutdown, grace, &log).await {
+        Some(report) if report.all_succeeded() => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
     }
 }

@@ -170,3 +170,58 @@ async fn sigterm_mid_download_checkpoints_and_exits_promptly() {
         .get(0);
     assert_eq!(status, "approved");
 }
+
+#[tokio::test]
+async fn sigterm_does_not_wait_for_a_slow_ffprobe() {
+    let rig = Rig::new().await;
+    let src = tempfile::tempdir().unwrap();
+    let clip = std::fs::read(common::media::video(src.path(), "clip.mp4", 1)).unwrap();
+    rig.storage().put("uploads/clip.mp4", &clip, "video/mp4").await.unwrap();
+    let id = rig
+        .insert_media(&NewMedia::approved("uploads/clip.mp4", "clip.mp4"))
+        .await;
+    // An ffprobe that hangs (as on a pathological file), saying when it started.
+    let started = src.path().join("ffprobe-started");
+    let fake = src.path().join("ffprobe");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\ntouch '{}'\nexec sleep 60\n", started.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let child = rig
+        .command(&["sync", "--once"])
+        .env("FFPROBE_PATH", &fake)
+        .spawn()
+        .unwrap();
+    for _ in 0..10_000 {
+        if started.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(started.exists(), "ffprobe was reached");
+    let pid = child.id().unwrap().to_string();
+    let asked = std::time::Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("exits promptly")
+        .unwrap()
+        .status;
+    assert!(asked.elapsed() < Duration::from_secs(5), "took {:?}", asked.elapsed());
+    assert!(status.code().is_some(), "a clean exit, not a crash");
+    let c = rig.db.client().await;
+    let row: String = c
+        .query_one("SELECT status FROM media WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(row, "approved", "validated again on the next start");
+    assert!(rig.storage().head("uploads/clip.mp4").await.is_ok());
+}

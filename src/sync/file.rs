@@ -123,7 +123,7 @@ impl Syncer {
             self.fetch_with_retries(entry, shutdown, log).await?;
         }
         if entry.stage == Stage::Downloaded {
-            self.place(row, entry, log).await?;
+            self.place(row, entry, shutdown, log).await?;
         }
         if entry.stage == Stage::Shadowed {
             return Ok(FileOutcome::Archived);
@@ -286,7 +286,13 @@ impl Syncer {
     }
 
     /// Downloaded → Archived (or Shadowed): check the row, validate, place, write the sidecar.
-    async fn place(&self, row: &MediaRow, entry: &mut Entry, log: &Logger) -> Result<(), Trouble> {
+    async fn place(
+        &self,
+        row: &MediaRow,
+        entry: &mut Entry,
+        shutdown: &CancellationToken,
+        log: &Logger,
+    ) -> Result<(), Trouble> {
         let shadow = self.cfg.sync.shadow_dir.is_some();
         if !shadow {
             if let Ok(current) = self.db.row(row.id).await {
@@ -312,7 +318,12 @@ impl Syncer {
             self.save(entry, Stage::Claimed, log).await?;
             return Err(Trouble::Transient("downloaded file missing; downloading again".into()));
         };
-        let summary = self.validate(&file).await?;
+        // ffprobe may take up to FFPROBE_TIMEOUT; a shutdown does not wait for it (the file is
+        // validated again on restart).
+        let summary = tokio::select! {
+            summary = self.validate(&file) => summary?,
+            () = shutdown.cancelled() => return Err(Trouble::Interrupted),
+        };
         if let Some(temp) = temp {
             self.move_into_archive(row, entry, &root, temp, log).await?;
         }
