@@ -58,14 +58,6 @@ async fn at_full_speed(proxy: &Proxy, child: tokio::process::Child) -> std::proc
     child.wait_with_output().await.unwrap()
 }
 
-async fn status(rig: &Rig, id: i64) -> String {
-    let c = rig.db.client().await;
-    c.query_one("SELECT status FROM media WHERE id = $1", &[&id])
-        .await
-        .unwrap()
-        .get(0)
-}
-
 #[tokio::test]
 async fn connections_cut_mid_body_resume_and_complete() {
     let rig = Rig::new().await;
@@ -144,7 +136,7 @@ async fn an_object_deleted_mid_transfer_fails_the_row_and_archives_nothing() {
     rig.storage().delete(&seeded.key).await.unwrap();
     let out = at_full_speed(&proxy, child).await;
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
-    assert_eq!(status(&rig, seeded.id).await, "failed");
+    assert_eq!(rig.status(seeded.id).await, "failed");
     let files = invariants::archive_files(&rig.archive_dir());
     assert!(files.is_empty(), "{files:?}");
 }
@@ -163,7 +155,7 @@ async fn a_row_soft_deleted_mid_transfer_is_left_alone() {
     let logs = String::from_utf8_lossy(&out.stdout);
     assert!(logs.contains("abandoned"), "{logs}");
     assert_eq!(
-        status(&rig, seeded.id).await,
+        rig.status(seeded.id).await,
         "approved",
         "r2-sync never touches a deleted row"
     );
@@ -179,7 +171,7 @@ async fn a_failed_row_approved_again_with_a_fixed_upload_is_archived() {
     let mut seeded = seed_bytes(&rig, "uploads/retry.mp4", &noise).await;
     let out = rig.command(&["sync", "--once"]).output().await.unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(status(&rig, seeded.id).await, "failed");
+    assert_eq!(rig.status(seeded.id).await, "failed");
 
     let fixed = std::fs::read(media::video(src.path(), "fixed.mp4", 1)).unwrap();
     rig.storage().put(&seeded.key, &fixed, "video/mp4").await.unwrap();
@@ -191,7 +183,7 @@ async fn a_failed_row_approved_again_with_a_fixed_upload_is_archived() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     seeded.sha256 = sha256_hex(&fixed);
     // The earlier failure's audit row stays; the row is now archived once.
-    assert_eq!(status(&rig, seeded.id).await, "archived");
+    assert_eq!(rig.status(seeded.id).await, "archived");
     let archived: i64 = c
         .query_one(
             "SELECT count(*) FROM audit_logs WHERE entity_id = $1 AND action = 'media.archived'",

@@ -44,11 +44,7 @@ async fn owed_record_waits_in_the_ledger_until_postgres_returns() {
         "nothing deleted before the record"
     );
     let c = rig.db.client().await;
-    let status: String = c
-        .query_one("SELECT status FROM media WHERE id = $1", &[&id])
-        .await
-        .unwrap()
-        .get(0);
+    let status = rig.status(id).await;
     assert_eq!(status, "approved");
 
     // Still away: settling changes nothing and returns quickly (no busy loop, no hang).

@@ -95,12 +95,7 @@ async fn a_row_rejected_while_downloading_is_not_archived_and_stays_in_r2() {
         .unwrap();
     let report = pass.await.unwrap();
     assert_eq!(report.abandoned, 1, "{report:?}");
-    let c = rig.db.client().await;
-    let status: String = c
-        .query_one("SELECT status FROM media WHERE id = $1", &[&id])
-        .await
-        .unwrap()
-        .get(0);
+    let status = rig.status(id).await;
     assert_eq!(status, "rejected", "the moderator's decision stands");
     assert!(
         rig.storage().head("uploads/rejected.bin").await.is_ok(),
@@ -130,18 +125,8 @@ async fn sigterm_mid_download_checkpoints_and_exits_promptly() {
         .spawn()
         .unwrap();
     rig.wait_for_part(id, 1 << 20).await;
-    let pid = child.id().unwrap().to_string();
-    let asked = std::time::Instant::now();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("exits within 10 s")
-        .unwrap();
-    assert!(asked.elapsed() < Duration::from_secs(10));
+    let (out, took) = common::sigterm(child).await;
+    assert!(took < Duration::from_secs(10));
     let logs = String::from_utf8_lossy(&out.stdout);
     assert!(logs.contains("shutdown requested"), "{logs}");
     assert!(logs.contains("interrupted; progress kept"), "{logs}");
@@ -202,26 +187,11 @@ async fn sigterm_does_not_wait_for_a_slow_ffprobe() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     assert!(started.exists(), "ffprobe was reached");
-    let pid = child.id().unwrap().to_string();
-    let asked = std::time::Instant::now();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("exits promptly")
-        .unwrap()
-        .status;
-    assert!(asked.elapsed() < Duration::from_secs(5), "took {:?}", asked.elapsed());
+    let (out, took) = common::sigterm(child).await;
+    let status = out.status;
+    assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(status.code().is_some(), "a clean exit, not a crash");
-    let c = rig.db.client().await;
-    let row: String = c
-        .query_one("SELECT status FROM media WHERE id = $1", &[&id])
-        .await
-        .unwrap()
-        .get(0);
+    let row = rig.status(id).await;
     assert_eq!(row, "approved", "validated again on the next start");
     assert!(rig.storage().head("uploads/clip.mp4").await.is_ok());
 }

@@ -172,6 +172,19 @@ impl Drop for S3Server {
     }
 }
 
+/// Sends SIGTERM to `child` and waits (at most 10 s) for it to end: its output, and how long
+/// it took from the signal.
+pub async fn sigterm(child: tokio::process::Child) -> (std::process::Output, std::time::Duration) {
+    let pid = child.id().expect("still running").to_string();
+    let asked = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("exits within 10 s of SIGTERM")
+        .unwrap();
+    (out, asked.elapsed())
+}
+
 /// Everything one test needs: database, S3 server with a bucket, archive and state dirs.
 pub struct Rig {
     pub db: TestDb,
@@ -249,6 +262,15 @@ impl Rig {
             log: r2_sync::logging::discard(),
             metrics: std::sync::Arc::new(r2_sync::metrics::Metrics::new()),
         }
+    }
+
+    /// The `status` column of media `id`.
+    pub async fn status(&self, id: i64) -> String {
+        let c = self.db.client().await;
+        c.query_one("SELECT status FROM media WHERE id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0)
     }
 
     /// The temp file of media `id`'s download.
