@@ -60,8 +60,7 @@ async fn crash_and_recover(fault: &str) {
         matches!(out.status.code(), Some(0 | 1)),
         "{fault}: the recovery run ends normally\n{logs}"
     );
-    let ledger = rig.state_dir().join(r2_sync::app::LEDGER_FILE);
-    invariants::check(&rig, &rig.archive_dir(), &seeded, Some(&ledger)).await;
+    invariants::check_rig(&rig, &seeded).await;
     if let Some(offset) = fault.strip_prefix("download@") {
         // The first file is the big one; resuming refetches at most one checkpoint interval.
         let total: u64 = seeded.iter().map(|s| s.size).sum();

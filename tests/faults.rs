@@ -71,13 +71,7 @@ async fn connections_cut_mid_body_resume_and_complete() {
         logs.contains("transfer attempt failed; retrying"),
         "the cuts happened: {logs}"
     );
-    invariants::check(
-        &rig,
-        &rig.archive_dir(),
-        &seeded,
-        Some(&rig.state_dir().join(r2_sync::app::LEDGER_FILE)),
-    )
-    .await;
+    invariants::check_rig(&rig, &seeded).await;
     let sent = rig.s3.bytes_sent().await;
     assert!(
         sent < seeded[0].size * 3 / 2,

@@ -95,11 +95,5 @@ async fn many_passes_with_random_crashes_and_cuts_lose_nothing() {
     assert!(out.status.code().is_some(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(approved_left(&rig).await, 0, "every file reached an outcome");
     assert!(crashes > 0, "the soak injected no crash at all");
-    invariants::check(
-        &rig,
-        &rig.archive_dir(),
-        &seeded,
-        Some(&rig.state_dir().join(r2_sync::app::LEDGER_FILE)),
-    )
-    .await;
+    invariants::check_rig(&rig, &seeded).await;
 }

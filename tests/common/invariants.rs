@@ -51,6 +51,12 @@ pub async fn audits(rig: &Rig, id: i64, action: &str) -> i64 {
     .get(0)
 }
 
+/// [`check`] over the rig's own archive and ledger.
+pub async fn check_rig(rig: &Rig, seeded: &[Seeded]) {
+    let ledger = rig.state_dir().join(r2_sync::app::LEDGER_FILE);
+    check(rig, &rig.archive_dir(), seeded, Some(&ledger)).await;
+}
+
 /// Panics, saying which promise broke, unless every invariant holds. `ledger` is checked
 /// when given (the process that owned it must have exited).
 pub async fn check(rig: &Rig, archive: &Path, seeded: &[Seeded], ledger: Option<&Path>) {
