@@ -434,7 +434,7 @@ EOF
     "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" &
     PIDS+=($!)
     wait_http "http://127.0.0.1:$NGINX_PORT/bench/serve.bin" || die "nginx did not start: $(cat "$dir/error.log")"
-    NGINX_URL="http://127.0.0.1:$NGINX_PORT/bench/serve.bin"
+    NGINX_URL="http://127.0.0.1:$NGINX_PORT/${SERVE_REL:-bench/serve.bin}"
 }
 
 # The "msg" of the last JSON log line in a file (or its last line), for a one-line reason.
@@ -458,13 +458,24 @@ wait_http() {
 
 # Starts `r2-sync serve` over SERVE_DIR and gets a signed URL; on any failure sets
 # SERVE_TODO to why and returns 1 (the file server is written separately and may not exist).
+# The file served is one r2-sync archived itself (uploaded, then one `sync --once`), so its
+# ledger knows it, as it knows every file it archived in production; SERVE_REL is its path,
+# which nginx serves too.
 start_r2sync_serve() {
     reset_r2sync
+    upload "$SERVE_DIR/bench" servesrc
     local id
-    id=$(psql_q -c "INSERT INTO media (user_id, title, original_filename, content_type, file_size, r2_key, status,
-                        storage_location, archive_path, approved_at, archived_at)
-                    VALUES (7, 'bench', 'serve.bin', 'application/octet-stream', $SERVE_BYTES, 'bench/serve.bin',
-                        'archived', 'unraid', 'bench/serve.bin', now(), now()) RETURNING id")
+    id=$(psql_q -c "INSERT INTO media (user_id, title, original_filename, content_type, r2_key, status,
+                        storage_location, approved_at)
+                    VALUES (7, 'bench', 'serve.bin', 'application/octet-stream', 'servesrc/serve.bin',
+                        'approved', 'r2', now()) RETURNING id")
+    if ! env -i "${R2ENV[@]}" ARCHIVE_DIR="$SERVE_DIR" VALIDATE_MEDIA=false "$BIN/r2-sync" sync --once \
+        >"$WORK/logs/serve-sync.log" 2>&1; then
+        SERVE_TODO="\`r2-sync sync --once\` could not archive the file to serve: $(last_msg "$WORK/logs/serve-sync.log")"
+        return 1
+    fi
+    SERVE_REL=$(psql_q -c "SELECT archive_path FROM media WHERE id = $id AND status = 'archived'")
+    [ -n "$SERVE_REL" ] || die "row 5: the file to serve was not archived"
     R2_PORT=$(free_port)
     local env=("${R2ENV[@]}" ARCHIVE_DIR="$SERVE_DIR" SERVER_PORT="$R2_PORT" HEALTH_PORT="$(free_port)" LOG_LEVEL=warn)
     if ! env -i "${env[@]}" "$BIN/r2-sync" token --help >/dev/null 2>&1; then
@@ -542,13 +553,14 @@ idle_rss() {
 
 bench_serve() {
     say "row 5: serving a $SERVE_BYTES-byte file"
-    start_nginx
     local have_r2=yes
     SERVE_TODO=
+    SERVE_REL=
     start_r2sync_serve || have_r2=
     [ -z "$have_r2" ] && say "  r2-sync serve not measured: $SERVE_TODO"
+    start_nginx
     # Warm the page cache once so neither server pays for the first read.
-    cat "$SERVE_DIR/bench/serve.bin" >/dev/null
+    cat "$SERVE_DIR/${SERVE_REL:-bench/serve.bin}" >/dev/null
     for run in $(seq 1 "$RUNS"); do
         for subject in $(rotate "$run" r2sync nginx); do
             if [ "$subject" = nginx ]; then
@@ -655,7 +667,7 @@ notes() {
     meta note03 "Objects are re-uploaded (untimed, rclone) before each r2-sync run, since r2-sync deletes what it archived; rows, leases, archive and state are reset."
     meta note04 "The ${VIDEOS:-20} videos are one ${VIDEO_BYTES:-?}-byte 720p x264 file (10 s, noise so it stays at 40 Mbit/s) under ${VIDEOS:-20} keys; r2-sync runs ffprobe on each. Throughput = bytes / wall seconds."
     meta note05 "Row 4: r2-sync is killed when \`<ARCHIVE_DIR>/.r2-sync-tmp/<id>.part\` reaches 50 %; rclone when the S3 server's GET /_stats counter reaches 50 % (its multi-thread download writes into a preallocated file, so file size says nothing). Re-downloaded = bytes the server sent over both runs − object size. 50 % of the object is a boundary of r2-sync's 64 MiB checkpoint segments, and the kill lands before that segment's checkpoint: this is r2-sync's worst case (one whole segment, plus bytes in flight)."
-    meta note06 "Row 5 (when measured): nginx ($NGINX) with sendfile on, over the same directory as \`r2-sync serve\`; wrk -t2 -c64 -d${WRK_SECS}s with bench/range.lua; r2-sync URLs carry ?token= from \`r2-sync token\`. File in the page cache (warmed first)."
+    meta note06 "Row 5 (when measured): nginx ($NGINX) with sendfile on, over the same directory as \`r2-sync serve\`; wrk -t2 -c64 -d${WRK_SECS}s with bench/range.lua; r2-sync URLs carry ?token= from \`r2-sync token\`. The file is one r2-sync archived itself (so its ledger answers each request's lookup, as for every file it archives), served by both from the same path, in the page cache (warmed first)."
     meta note07 "Row 6's S3-server rows are the ceiling every sync row shares: when both tools come close to it, the sync ratios measure the server more than the tools (see the S3 server CPU column)."
     meta note08 "Everything (S3 server, PostgreSQL, the tool measured, the client) shares the same $(nproc) cores, with other work running on the machine: absolute numbers are noisy; the ratios are the point."
 }

@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use rustix::fs::{Mode, OFlags};
@@ -45,16 +45,23 @@ pub fn is_absent(e: &io::Error) -> bool {
         || matches!(e.raw_os_error(), Some(code) if code == rustix::io::Errno::LOOP.raw_os_error())
 }
 
-/// `len` bytes of a file from `offset`, as a stream of `chunk`-sized `Bytes`. Each chunk is
-/// read with `pread` on the blocking pool straight into the buffer hyper sends (no
-/// intermediate copy), and the next read starts as soon as a chunk is handed over, so disk
-/// and socket overlap. Memory per download: two chunks.
+/// `len` bytes of a file from `offset`, as a stream of `chunk`-sized `Bytes`, each read
+/// with `pread` straight into the buffer hyper sends (no intermediate copy). A chunk already
+/// in the page cache (the common case when a player seeks around a file it is watching) is
+/// read right here with `RWF_NOWAIT`, which never blocks; only what must come from the disk
+/// takes a trip to the blocking pool. The next chunk is read as soon as one is handed over,
+/// so disk and socket overlap. Memory per download: two chunks.
 pub struct FileChunks {
     file: Arc<File>,
     offset: u64,
     remaining: u64,
     chunk: usize,
-    pending: Option<JoinHandle<io::Result<Bytes>>>,
+    pending: Option<Pending>,
+}
+
+enum Pending {
+    Ready(io::Result<Bytes>),
+    Reading(JoinHandle<io::Result<Bytes>>),
 }
 
 impl FileChunks {
@@ -74,44 +81,70 @@ impl FileChunks {
         if self.remaining == 0 || self.pending.is_some() {
             return;
         }
-        let n = self.remaining.min(self.chunk as u64);
-        let (file, offset) = (self.file.clone(), self.offset);
-        self.offset += n;
-        self.remaining -= n;
-        self.pending = Some(tokio::task::spawn_blocking(move || read_at(&file, offset, n as usize)));
+        let n = self.remaining.min(self.chunk as u64) as usize;
+        let offset = self.offset;
+        self.offset += n as u64;
+        self.remaining -= n as u64;
+        let mut buf = vec![0u8; n];
+        let cached = read_cached(&self.file, offset, &mut buf);
+        self.pending = Some(if cached == n {
+            Pending::Ready(Ok(Bytes::from(buf)))
+        } else {
+            let file = self.file.clone();
+            Pending::Reading(tokio::task::spawn_blocking(move || {
+                read_at(&file, offset + cached as u64, &mut buf[cached..])?;
+                Ok(Bytes::from(buf))
+            }))
+        });
     }
 }
 
-/// Exactly `n` bytes at `offset`; a file that shrank underneath us is an error, which makes
+/// Reads what the page cache holds of `buf.len()` bytes at `offset` without blocking;
+/// returns how many bytes it got (0 when the kernel would have to wait for the disk, or
+/// does not support `RWF_NOWAIT` on this filesystem).
+fn read_cached(file: &File, offset: u64, buf: &mut [u8]) -> usize {
+    let mut done = 0;
+    while done < buf.len() {
+        let slice = &mut [io::IoSliceMut::new(&mut buf[done..])];
+        match rustix::io::preadv2(file, slice, offset + done as u64, rustix::io::ReadWriteFlags::NOWAIT) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => done += n,
+        }
+    }
+    done
+}
+
+/// Fills `buf` from `offset`; a file that shrank underneath us is an error, which makes
 /// hyper cut the connection rather than send a short body under a longer Content-Length.
-fn read_at(file: &File, offset: u64, n: usize) -> io::Result<Bytes> {
-    let mut buf = vec![0u8; n];
-    file.read_exact_at(&mut buf, offset)?;
-    Ok(Bytes::from(buf))
+fn read_at(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    file.read_exact_at(buf, offset)
 }
 
 impl futures::Stream for FileChunks {
     type Item = io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let Some(pending) = self.pending.as_mut() else {
-            return Poll::Ready(None);
+        let result = match self.pending.take() {
+            None => return Poll::Ready(None),
+            Some(Pending::Ready(result)) => result,
+            Some(Pending::Reading(mut handle)) => match Pin::new(&mut handle).poll(cx) {
+                Poll::Ready(joined) => joined.unwrap_or_else(|join| Err(io::Error::other(join))),
+                Poll::Pending => {
+                    self.pending = Some(Pending::Reading(handle));
+                    return Poll::Pending;
+                }
+            },
         };
-        let joined = ready!(Pin::new(pending).poll(cx));
-        self.pending = None;
-        let chunk = match joined {
-            Ok(Ok(chunk)) => chunk,
-            Ok(Err(e)) => {
-                self.remaining = 0;
-                return Poll::Ready(Some(Err(e)));
+        match result {
+            Ok(chunk) => {
+                self.read_ahead();
+                Poll::Ready(Some(Ok(chunk)))
             }
-            Err(join) => {
+            Err(e) => {
                 self.remaining = 0;
-                return Poll::Ready(Some(Err(io::Error::other(join))));
+                Poll::Ready(Some(Err(e)))
             }
-        };
-        self.read_ahead();
-        Poll::Ready(Some(Ok(chunk)))
+        }
     }
 }
 
