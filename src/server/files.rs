@@ -107,22 +107,7 @@ async fn serve(
     let grant = shared.verifier.verify(&token)?;
     info.grant = Some(grant);
     let rel = request_path::decode(raw_path).ok_or(FileError::NotFound)?;
-    let archived = lookup::find(&shared.ledger, &shared.db, &rel)
-        .await
-        .map_err(|e| FileError::Unavailable(e.to_string()))?
-        .filter(|a| a.media_id == grant.media_id)
-        .ok_or(FileError::NotFound)?;
-    let root = shared.cfg.archive_dir.clone();
-    let opened = tokio::task::spawn_blocking({
-        let rel = rel.clone();
-        move || {
-            let file = open_within(&root, &rel)?;
-            let meta = file.metadata()?;
-            Ok::<_, std::io::Error>((file, meta.len(), meta.modified()?))
-        }
-    })
-    .await
-    .map_err(|e| FileError::Internal(e.to_string()))?;
+    let (archived, opened) = find_and_open(shared, &rel, grant.media_id).await?;
     let (file, len, modified) = match opened {
         Ok(found) => found,
         Err(e) if is_absent(&e) => {
@@ -142,6 +127,47 @@ async fn serve(
         name,
     };
     Ok(respond(*method == Method::HEAD, req, target, shared.limits.chunk_size))
+}
+
+type Opened = std::io::Result<(File, u64, SystemTime)>;
+
+/// The media archived at `rel` if it is `media_id`'s (anything else is NotFound), and the
+/// file opened. A request costs one trip to the blocking pool: the ledger lookup and the
+/// open go together; PostgreSQL is asked only about paths the ledger has never heard of.
+async fn find_and_open(shared: &Shared, rel: &str, media_id: u64) -> Result<(Archived, Opened), FileError> {
+    let blocking = |e: tokio::task::JoinError| FileError::Internal(e.to_string());
+    let (ledger, root, path) = (shared.ledger.clone(), shared.cfg.archive_dir.clone(), rel.to_owned());
+    let (known, opened) = tokio::task::spawn_blocking(move || {
+        let known = lookup::from_ledger(&ledger, &path)?;
+        let mine = matches!(&known, Some(Some(a)) if a.media_id == media_id);
+        Ok::<_, lookup::LookupError>((known, mine.then(|| open(&root, &path))))
+    })
+    .await
+    .map_err(blocking)?
+    .map_err(|e| FileError::Unavailable(e.to_string()))?;
+    match (known, opened) {
+        (Some(Some(archived)), Some(opened)) => Ok((archived, opened)),
+        (Some(_), _) => Err(FileError::NotFound),
+        (None, _) => {
+            let archived = lookup::from_db(&shared.db, rel)
+                .await
+                .map_err(|e| FileError::Unavailable(e.to_string()))?
+                .filter(|a| a.media_id == media_id)
+                .ok_or(FileError::NotFound)?;
+            let (root, path) = (shared.cfg.archive_dir.clone(), rel.to_owned());
+            let opened = tokio::task::spawn_blocking(move || open(&root, &path))
+                .await
+                .map_err(blocking)?;
+            Ok((archived, opened))
+        }
+    }
+}
+
+/// The file, its length and modification time.
+fn open(root: &std::path::Path, rel: &str) -> Opened {
+    let file = open_within(root, rel)?;
+    let meta = file.metadata()?;
+    Ok((file, meta.len(), meta.modified()?))
 }
 
 struct Target<'a> {

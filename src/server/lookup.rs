@@ -2,7 +2,6 @@
 //! working while PostgreSQL is down), PostgreSQL for files archived before the ledger knew
 //! them.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -29,16 +28,9 @@ pub enum LookupError {
     Database(String),
 }
 
-/// The media archived at `rel`, or None. A ledger entry that knows the path decides alone:
-/// only stages with a finished archived file count, and only at exactly that path.
-pub async fn find(ledger: &Arc<Ledger>, db: &Db, rel: &str) -> Result<Option<Archived>, LookupError> {
-    let (l, path) = (ledger.clone(), rel.to_owned());
-    let known = tokio::task::spawn_blocking(move || from_ledger(&l, &path))
-        .await
-        .map_err(|e| LookupError::Database(format!("ledger task: {e}")))??;
-    if let Some(decided) = known {
-        return Ok(decided);
-    }
+/// The media archived at `rel` according to PostgreSQL, for files archived before the ledger
+/// knew them (the ledger, asked first with [`from_ledger`], has never heard of the path).
+pub async fn from_db(db: &Db, rel: &str) -> Result<Option<Archived>, LookupError> {
     let row = tokio::time::timeout(DB_TIMEOUT, db.archived_at_path(rel))
         .await
         .map_err(|_| LookupError::Database(format!("no answer within {}s", DB_TIMEOUT.as_secs())))?
@@ -52,8 +44,10 @@ pub async fn find(ledger: &Arc<Ledger>, db: &Db, rel: &str) -> Result<Option<Arc
     }))
 }
 
-/// `Some(answer)` when the ledger knows the path, `None` when it has never heard of it.
-fn from_ledger(ledger: &Ledger, rel: &str) -> Result<Option<Option<Archived>>, LedgerError> {
+/// `Some(answer)` when the ledger knows the path, `None` when it has never heard of it. A
+/// ledger entry that knows the path decides alone: only stages with a finished archived file
+/// count, and only at exactly that path. Blocking (a redb read).
+pub fn from_ledger(ledger: &Ledger, rel: &str) -> Result<Option<Option<Archived>>, LedgerError> {
     let Some(media_id) = ledger.media_for_path(rel)? else {
         return Ok(None);
     };
