@@ -132,6 +132,7 @@ impl AsyncWrite for HashingWriter {
 async fn open_resumed(
     temp: &Path,
     resume_from: u64,
+    size: u64,
     mut hashes: Hashes,
 ) -> Result<(HashingWriter, Arc<AtomicU64>), DownloadError> {
     let mut file = tokio::fs::OpenOptions::new()
@@ -145,7 +146,8 @@ async fn open_resumed(
     let on_disk = file.metadata().await.map_err(DownloadError::disk(temp))?.len();
     let keep = resume_from.min(on_disk);
     file.set_len(keep).await.map_err(DownloadError::disk(temp))?;
-    let mut buf = vec![0u8; WRITE_BUFFER];
+    // Only a resumed transfer reads anything back: no buffer for the common fresh start.
+    let mut buf = vec![0u8; if keep > 0 { WRITE_BUFFER } else { 0 }];
     let mut left = keep;
     while left > 0 {
         let n = file
@@ -162,7 +164,9 @@ async fn open_resumed(
         left -= n as u64;
     }
     let written = Arc::new(AtomicU64::new(keep));
-    let inner = BufWriter::with_capacity(WRITE_BUFFER, file);
+    // A small object needs no more buffer than its own size.
+    let capacity = usize::try_from(size.saturating_sub(keep)).map_or(WRITE_BUFFER, |left| left.clamp(1, WRITE_BUFFER));
+    let inner = BufWriter::with_capacity(capacity, file);
     Ok((
         HashingWriter {
             inner,
@@ -190,7 +194,7 @@ pub struct Request<'a> {
 /// Downloads the rest of the object and verifies the whole file.
 pub async fn run(req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Downloaded, DownloadError> {
     let hashes = Hashes::start(etag_is_md5(&req.object.etag), req.object.size);
-    let (mut writer, written) = open_resumed(&req.temp, req.resume_from, hashes).await?;
+    let (mut writer, written) = open_resumed(&req.temp, req.resume_from, req.object.size, hashes).await?;
     let start = written.load(Ordering::Relaxed);
     let total = req.object.size;
     let watch = watch_progress(req.log.clone(), Arc::clone(&written), start, total);

@@ -75,6 +75,8 @@ struct Job {
 enum Reply {
     Blocking(mpsc::Sender<Result<()>>),
     Async(oneshot::Sender<Result<()>>),
+    /// Nobody waits: see [`Ledger::commit_later`].
+    None,
 }
 
 impl Reply {
@@ -82,6 +84,7 @@ impl Reply {
         match self {
             Reply::Blocking(tx) => drop(tx.send(result)),
             Reply::Async(tx) => drop(tx.send(result)),
+            Reply::None => {}
         }
     }
 }
@@ -231,9 +234,12 @@ impl Ledger {
             .map_err(|_| LedgerError::Batch("the writer thread is gone".into()))?
     }
 
-    /// Stores an entry without waiting for the disk; the next durable write persists it.
-    pub fn put_lazy(&self, entry: &Entry) -> Result<()> {
-        self.write(Durability::None, |entries, paths| apply(entries, paths, entry))
+    /// Queues an entry for the next group commit and returns at once, for a stage whose loss
+    /// in a crash is harmless because the step before it is idempotent (the entry then
+    /// resumes from the previous stage and repeats that step). Entries are committed in the
+    /// order they were queued, so a later [`Ledger::commit`] of the same entry wins.
+    pub fn commit_later(&self, entry: &Entry) -> Result<()> {
+        self.enqueue(entry, Reply::None)
     }
 
     /// Reads, changes and stores one entry durably; `None` when it does not exist.

@@ -48,14 +48,20 @@ fn survives_reopen_and_counts_by_stage() {
             e.stage = if id == 3 { Stage::Done } else { Stage::Downloading };
             ledger.put(&e).unwrap();
         }
-        // A lazy write followed by a durable one is persisted too.
+        // Writes nobody waited for are committed in order, and by the time the ledger closes.
         let mut e = ledger.get(1).unwrap().unwrap();
+        e.bytes_done = 98;
+        ledger.commit_later(&e).unwrap();
         e.bytes_done = 99;
-        ledger.put_lazy(&e).unwrap();
+        ledger.commit_later(&e).unwrap();
         ledger.update(2, |e| e.attempts = 1).unwrap();
+        let mut later = ledger.get(3).unwrap().unwrap();
+        later.attempts = 5;
+        ledger.commit_later(&later).unwrap();
     }
     let ledger = Ledger::open(&path).unwrap();
     assert_eq!(ledger.get(1).unwrap().unwrap().bytes_done, 99);
+    assert_eq!(ledger.get(3).unwrap().unwrap().attempts, 5);
     let counts = ledger.counts().unwrap();
     assert_eq!(counts.get(&Stage::Downloading), Some(&2));
     assert_eq!(counts.get(&Stage::Done), Some(&1));
