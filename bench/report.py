@@ -202,7 +202,7 @@ def main() -> int:
         f"- CPU: {meta['cpu']} — `nproc` = {meta['nproc']} (shared; load average at start {meta['load']})",
         f"- memory: {meta['mem']}",
         f"- kernel: {meta['kernel']}",
-        f"- disk (archive, temp files and the S3 server's objects): {meta['disk']}",
+        f"- disk (archive, temp files, rclone's destination): {meta['disk']}",
         f"- versions: {meta['versions']}",
         "",
         "## Results",

@@ -56,6 +56,7 @@ trap 'printf "bench: FAILED at %s line %s: %s\n" "${BASH_SOURCE[0]}" "$LINENO" "
 # Clean-up: every background process we start is recorded in PIDS.
 
 WORK=
+S3_ROOT=
 DB=
 PIDS=()
 cleanup() {
@@ -69,6 +70,7 @@ cleanup() {
         psql -h 127.0.0.1 -U postgres -qXc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
     fi
     [ -n "$WORK" ] && rm -rf "$WORK"
+    [ -n "$S3_ROOT" ] && rm -rf "$S3_ROOT"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -105,9 +107,17 @@ need_tools() {
     NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 }
 
+# The bucket lives in /dev/shm when it has room: R2 is remote, so neither its storage nor the
+# deletes r2-sync sends it should load the archive's disk.
 start_s3() {
-    mkdir -p "$WORK/s3/$BUCKET"
-    "$BIN/r2-sync-test-s3" --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" "$WORK/s3" \
+    S3_ROOT="$WORK/s3"
+    local shm_kb
+    shm_kb=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')
+    if [ "${shm_kb:-0}" -gt $(((BIG_MIB + SERVE_MIB + 4096) * 1024)) ]; then
+        S3_ROOT=$(mktemp -d /dev/shm/r2-sync-bench-s3.XXXXXX)
+    fi
+    mkdir -p "$S3_ROOT/$BUCKET"
+    "$BIN/r2-sync-test-s3" --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" "$S3_ROOT" \
         >"$WORK/s3.out" 2>"$WORK/s3.err" &
     S3_PID=$!
     PIDS+=("$S3_PID")
@@ -153,10 +163,23 @@ r2_env() {
         SERVER_PORT=0 HEALTH_PORT=0 LOG_LEVEL=info)
 }
 
+# Earlier runs' output is moved aside, not deleted, until the end. This machine's disk is
+# ext4 without a journal, whose inode allocator skips inodes freed in the last 30 s one by
+# one (recently_deleted): after an `rm -rf` of thousands of files, every file created next
+# cost a scan past them, and whichever tool ran next paid for the previous one's clean-up.
+discard() {
+    mkdir -p "$WORK/trash"
+    local dir
+    for dir in "$@"; do
+        [ -e "$dir" ] && mv "$dir" "$(mktemp -d "$WORK/trash/XXXXXX")/"
+    done
+    return 0
+}
+
 # A clean slate for r2-sync: no rows, no leases, empty archive and state (ledger).
 reset_r2sync() {
     psql_q -c "TRUNCATE media, audit_logs RESTART IDENTITY; DROP TABLE IF EXISTS r2_sync_leases" >/dev/null
-    rm -rf "$WORK/archive" "$WORK/state"
+    discard "$WORK/archive" "$WORK/state"
     mkdir -p "$WORK/archive" "$WORK/state"
 }
 
@@ -243,7 +266,7 @@ r2_sync_pass() {
 # rclone_pass SECTION RUN PREFIX EXPECTED: one timed `rclone copy` with default settings.
 rclone_pass() {
     local section=$1 run=$2 prefix=$3 expected=$4
-    rm -rf "$WORK/dest"
+    discard "$WORK/dest"
     timed "$section" rclone "$run" rclone copy "bench:$BUCKET/$prefix/" "$WORK/dest"
     local got
     got=$(find "$WORK/dest" -type f | wc -l)
@@ -355,7 +378,7 @@ bench_resume() {
             local before after at pid
             before=$(s3_sent)
             if [ "$subject" = rclone ]; then
-                rm -rf "$WORK/dest"
+                discard "$WORK/dest"
                 rclone copy "bench:$BUCKET/big/" "$WORK/dest" >"$WORK/logs/resume-rclone-$run.log" 2>&1 &
                 pid=$!
                 PIDS+=("$pid")
@@ -669,6 +692,7 @@ notes() {
     meta note05 "Row 4: r2-sync is killed when \`<ARCHIVE_DIR>/.r2-sync-tmp/<id>.part\` reaches 50 %; rclone when the S3 server's GET /_stats counter reaches 50 % (its multi-thread download writes into a preallocated file, so file size says nothing). Re-downloaded = bytes the server sent over both runs − object size. 50 % of the object is a boundary of r2-sync's 64 MiB checkpoint segments, and the kill lands before that segment's checkpoint: this is r2-sync's worst case (one whole segment, plus bytes in flight)."
     meta note06 "Row 5 (when measured): nginx ($NGINX) with sendfile on, over the same directory as \`r2-sync serve\`; wrk -t2 -c64 -d${WRK_SECS}s with bench/range.lua; r2-sync URLs carry ?token= from \`r2-sync token\`. The file is one r2-sync archived itself (so its ledger answers each request's lookup, as for every file it archives), served by both from the same path, in the page cache (warmed first)."
     meta note07 "Row 6's S3-server rows are the ceiling every sync row shares: when both tools come close to it, the sync ratios measure the server more than the tools (see the S3 server CPU column)."
+    meta note09 "The bucket's objects: $([[ "$S3_ROOT" == /dev/shm/* ]] && echo "in /dev/shm (tmpfs), since R2's storage is not the NAS's disk" || echo "on the archive's disk (/dev/shm had no room)"). Earlier runs' output is moved aside, never deleted, until the end: on ext4 without a journal (this disk) a mass delete makes every file created in the next 30 s scan past the freed inodes, which charged one tool for the other's clean-up."
     meta note08 "Everything (S3 server, PostgreSQL, the tool measured, the client) shares the same $(nproc) cores, with other work running on the machine: absolute numbers are noisy; the ratios are the point."
 }
 
