@@ -172,48 +172,66 @@ pub fn free_name(root: &Path, rel: &Path) -> Result<PathBuf, ArchiveError> {
     Ok(chosen)
 }
 
-/// Renames a complete, fsynced temp file to `root/rel` (which must be free) and makes the
-/// rename durable.
-pub fn move_into(root: &Path, temp: &Path, rel: &Path) -> Result<(), ArchiveError> {
-    assert!(is_contained(rel), "archive paths are built by relative_path");
-    let dest = root.join(rel);
-    let dir = dest.parent().expect("archive paths have a parent");
-    create_dirs_durably(dir)?;
-    if dest.symlink_metadata().is_ok() {
-        return Err(ArchiveError::Io {
-            op: "rename into",
-            path: dest.display().to_string(),
-            source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-        });
-    }
-    std::fs::rename(temp, &dest).map_err(ArchiveError::io("rename into", &dest))?;
-    fsync_dir(dir)
-}
-
-/// [`free_name`] then [`move_into`]. Returns the relative path used.
-pub fn place(root: &Path, temp: &Path, rel: &Path) -> Result<PathBuf, ArchiveError> {
-    let chosen = free_name(root, rel)?;
-    move_into(root, temp, &chosen)?;
-    Ok(chosen)
-}
-
 /// Writes `bytes` to `dest` atomically and durably (temp file, fsync, rename, fsync dir).
 pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
     let dir = dest.parent().expect("destination has a parent");
     create_dirs_durably(dir)?;
+    let tmp = write_temp(dest, bytes)?;
+    rename_or_discard(&tmp, dest)?;
+    fsync_dir(dir)
+}
+
+/// Renames a complete, fsynced temp file to `root/rel` (which must be free) and writes its
+/// sidecar beside it, durably. The sidecar's temp file is written and fsynced first, then
+/// both are renamed into place, so one fsync of the directory makes both renames durable.
+pub fn move_into(root: &Path, temp: &Path, rel: &Path, sidecar: &[u8]) -> Result<(), ArchiveError> {
+    assert!(is_contained(rel), "archive paths are built by relative_path");
+    let dest = root.join(rel);
+    let dir = dest.parent().expect("archive paths have a parent");
+    create_dirs_durably(dir)?;
+    let sidecar_dest = sidecar_path(&dest);
+    let sidecar_tmp = write_temp(&sidecar_dest, sidecar)?;
+    let placed = if dest.symlink_metadata().is_ok() {
+        Err(ArchiveError::Io {
+            op: "rename into",
+            path: dest.display().to_string(),
+            source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        })
+    } else {
+        std::fs::rename(temp, &dest).map_err(ArchiveError::io("rename into", &dest))
+    };
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&sidecar_tmp);
+        return Err(e);
+    }
+    rename_or_discard(&sidecar_tmp, &sidecar_dest)?;
+    fsync_dir(dir)
+}
+
+/// Writes `bytes` to a temp file beside `dest` and fsyncs it; returns the temp file's path.
+fn write_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf, ArchiveError> {
+    let dir = dest.parent().expect("destination has a parent");
     let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("sidecar");
     let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(ArchiveError::io("create", &tmp))?;
-        f.write_all(bytes).map_err(ArchiveError::io("write", &tmp))?;
-        f.sync_all().map_err(ArchiveError::io("fsync", &tmp))?;
-        std::fs::rename(&tmp, dest).map_err(ArchiveError::io("rename into", dest))
-    })();
-    if result.is_err() {
+    let written = std::fs::File::create(&tmp)
+        .map_err(ArchiveError::io("create", &tmp))
+        .and_then(|mut f| {
+            f.write_all(bytes).map_err(ArchiveError::io("write", &tmp))?;
+            f.sync_all().map_err(ArchiveError::io("fsync", &tmp))
+        });
+    if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    result?;
-    fsync_dir(dir)
+    Ok(tmp)
+}
+
+/// Renames `tmp` to `dest`, removing `tmp` when that fails.
+fn rename_or_discard(tmp: &Path, dest: &Path) -> Result<(), ArchiveError> {
+    std::fs::rename(tmp, dest).map_err(|e| {
+        let _ = std::fs::remove_file(tmp);
+        ArchiveError::io("rename into", dest)(e)
+    })
 }
 
 /// The directory for temp files under `root`, created if needed.
@@ -292,10 +310,20 @@ mod tests {
         for i in 0..3 {
             let tmp = root.path().join(format!("t{i}"));
             std::fs::write(&tmp, format!("body{i}")).unwrap();
-            used.push(place(root.path(), &tmp, &rel).unwrap());
+            let chosen = free_name(root.path(), &rel).unwrap();
+            move_into(root.path(), &tmp, &chosen, format!("{{\"n\":{i}}}").as_bytes()).unwrap();
+            used.push(chosen);
         }
         assert_eq!(used[0], rel);
         assert_eq!(used[1], PathBuf::from("2026/01/5-a-2.mp4"));
+        assert_eq!(std::fs::read_to_string(root.path().join(&used[0])).unwrap(), "body0");
+        let sidecar = root.path().join(sidecar_path(&used[1]));
+        assert_eq!(std::fs::read_to_string(sidecar).unwrap(), "{\"n\":1}");
+        // A taken destination is refused: the temp file stays, no sidecar temp is left.
+        let tmp = root.path().join("t9");
+        std::fs::write(&tmp, "body9").unwrap();
+        assert!(move_into(root.path(), &tmp, &used[0], b"{}").is_err());
+        assert_eq!(std::fs::read_to_string(&tmp).unwrap(), "body9");
         assert_eq!(std::fs::read_to_string(root.path().join(&used[0])).unwrap(), "body0");
         write_atomic(&root.path().join("2026/01/5-a.mp4.json"), b"{}").unwrap();
         let names: Vec<_> = std::fs::read_dir(root.path().join("2026/01"))

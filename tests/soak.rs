@@ -61,7 +61,11 @@ async fn many_passes_with_random_crashes_and_cuts_lose_nothing() {
             break;
         }
         let roll: f64 = rand::random();
-        let fault = if roll < 0.35 {
+        // The first pass always crashes (every row is claimable then): with few passes, the
+        // dice alone left a whole soak without a crash about one run in ten.
+        let fault = if round == 0 {
+            Some("after_claim".to_string())
+        } else if roll < 0.35 {
             None
         } else if roll < 0.75 {
             Some(r2_sync::fault::POINTS.choose(&mut rand::rng()).unwrap().to_string())

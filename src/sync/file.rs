@@ -324,10 +324,6 @@ impl Syncer {
             summary = self.validate(&file) => summary?,
             () = shutdown.cancelled() => return Err(Trouble::Interrupted),
         };
-        if let Some(temp) = temp {
-            self.move_into_archive(row, entry, &root, temp, log).await?;
-        }
-        let rel = entry.archive_path.clone().expect("set above");
         let facts = Facts {
             size: entry.size.unwrap_or(entry.bytes_done),
             sha256: entry.sha256.as_deref().unwrap_or(""),
@@ -335,13 +331,21 @@ impl Syncer {
             probe: summary.as_ref(),
         };
         let json = Sidecar::new(row, &facts).to_json();
-        let sidecar = archive::sidecar_path(&root.join(&rel));
-        tokio::task::spawn_blocking(move || archive::write_atomic(&sidecar, &json))
-            .await
-            .map_err(|e| Trouble::Transient(e.to_string()))?
-            .map_err(archive_trouble)?;
+        let size = facts.size;
+        if let Some(temp) = temp {
+            self.move_into_archive(row, entry, &root, temp, json, log).await?;
+        } else {
+            // Placed before a crash: only the sidecar is (re)written.
+            let rel = entry.archive_path.clone().expect("placed files have a path");
+            let sidecar = archive::sidecar_path(&root.join(rel));
+            tokio::task::spawn_blocking(move || archive::write_atomic(&sidecar, &json))
+                .await
+                .map_err(|e| Trouble::Transient(e.to_string()))?
+                .map_err(archive_trouble)?;
+        }
+        let rel = entry.archive_path.clone().expect("set above");
         crate::fault::point("after_sidecar");
-        info!(log, "archived"; "stage" => "archived", "archive_path" => &rel, "bytes" => facts.size);
+        info!(log, "archived"; "stage" => "archived", "archive_path" => &rel, "bytes" => size);
         self.save(entry, if shadow { Stage::Shadowed } else { Stage::Archived }, log)
             .await?;
         self.metrics.file_synced(entry.size.unwrap_or(entry.bytes_done));
@@ -350,13 +354,14 @@ impl Syncer {
     }
 
     /// Records where the file will go (durably, so a crash after the rename finds it), then
-    /// renames it there.
+    /// renames it there, its sidecar beside it.
     async fn move_into_archive(
         &self,
         row: &MediaRow,
         entry: &mut Entry,
         root: &Path,
         temp: PathBuf,
+        sidecar: Vec<u8>,
         log: &Logger,
     ) -> Result<(), Trouble> {
         let free = |rel: PathBuf| archive::free_name(root, &rel).map_err(archive_trouble);
@@ -373,7 +378,7 @@ impl Syncer {
         self.save(entry, Stage::Downloaded, log).await?;
         crate::fault::point("before_rename");
         let root = root.to_path_buf();
-        tokio::task::spawn_blocking(move || archive::move_into(&root, &temp, &rel))
+        tokio::task::spawn_blocking(move || archive::move_into(&root, &temp, &rel, &sidecar))
             .await
             .map_err(|e| Trouble::Transient(e.to_string()))?
             .map_err(archive_trouble)?;
