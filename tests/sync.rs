@@ -125,6 +125,15 @@ async fn a_pass_archives_good_media_and_fails_broken_files_keeping_them_in_r2() 
         "every log line is JSON"
     );
     assert!(!logs.contains(common::SECRET_KEY));
+    let leases: i64 = rig
+        .db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM r2_sync_leases", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leases, 0, "every row reached an outcome, so the pass released every lease");
 
     // A second pass finds nothing new and changes nothing.
     let before = files_under(&rig.archive_dir()).len();

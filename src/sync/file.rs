@@ -51,35 +51,33 @@ fn archive_trouble(e: archive::ArchiveError) -> Trouble {
 }
 
 impl Syncer {
+    /// Takes one claimed row as far as it goes; also says whether its lease may be released.
     pub(super) async fn process(
         &self,
         row: MediaRow,
         shutdown: &CancellationToken,
         transfers: &tokio::sync::Semaphore,
-    ) -> FileOutcome {
+    ) -> (FileOutcome, bool) {
         let log = self.log.new(o!("media_id" => row.id));
         let Ok(id) = u64::try_from(row.id) else {
             warn!(log, "negative media id; skipped");
-            return FileOutcome::Skipped;
+            return (FileOutcome::Skipped, false);
         };
         let mut entry = match self.ledger.get(id) {
             Ok(existing) => self.fresh_or_existing(existing, &row),
             Err(e) => {
                 warn!(log, "ledger unreadable; skipped"; "error" => %e);
-                return FileOutcome::Skipped;
+                return (FileOutcome::Skipped, false);
             }
         };
         if entry.retry_after > now_secs() {
-            return FileOutcome::Skipped;
+            return (FileOutcome::Skipped, false);
         }
         let outcome = match self.advance(&row, &mut entry, shutdown, transfers, &log).await {
             Ok(outcome) => outcome,
             Err(trouble) => self.handle(trouble, &mut entry, &log).await,
         };
-        if entry.stage.is_terminal() || entry.stage == Stage::Recorded {
-            let _ = self.db.release(row.id).await;
-        }
-        outcome
+        (outcome, entry.stage.lease_done())
     }
 
     /// The ledger entry to continue with: a new one, or the existing one unless it ended
@@ -204,16 +202,20 @@ impl Syncer {
         if entry.content_type.as_deref().is_none_or(str::is_empty) {
             entry.content_type = object.content_type.clone();
         }
-        self.save(entry, Stage::Downloading, log).await?;
+        self.store_later(entry, Stage::Downloading, log);
         crate::fault::point("after_head");
         let snapshot = entry.clone();
         let ledger = &self.ledger;
+        // Bytes the ledger holds as durable; what the next attempt may resume from.
+        let durable = &std::sync::atomic::AtomicU64::new(entry.bytes_done);
         let checkpoint = move |bytes: u64| -> download::CheckpointFuture<'_> {
             let mut e = snapshot.clone();
             e.bytes_done = bytes;
             e.touch();
             Box::pin(async move {
-                let _ = ledger.commit(&e).await;
+                if ledger.commit(&e).await.is_ok() {
+                    durable.store(bytes, std::sync::atomic::Ordering::Relaxed);
+                }
             })
         };
         let started = std::time::Instant::now();
@@ -230,10 +232,7 @@ impl Syncer {
             let _in_flight = self.metrics.transfer();
             download::run(request, &checkpoint).await
         };
-        // The checkpoints wrote the progress; take it back into our copy.
-        if let Ok(Some(stored)) = self.ledger.get(entry.media_id) {
-            entry.bytes_done = stored.bytes_done;
-        }
+        entry.bytes_done = durable.load(std::sync::atomic::Ordering::Relaxed);
         match result {
             Ok(done) => {
                 entry.sha256 = Some(done.sha256);

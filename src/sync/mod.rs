@@ -138,13 +138,19 @@ impl Syncer {
         // once. Small files would otherwise queue behind each other's fsyncs.
         let transfers = tokio::sync::Semaphore::new(self.cfg.sync.concurrency);
         let in_flight = self.cfg.sync.concurrency.saturating_mul(4).max(FILES_IN_FLIGHT);
-        let outcomes: Vec<FileOutcome> = futures::stream::iter(rows)
-            .map(|row| self.process(row, shutdown, &transfers))
+        let outcomes: Vec<(i64, (FileOutcome, bool))> = futures::stream::iter(rows)
+            .map(|row| async { (row.id, self.process(row, shutdown, &transfers).await) })
             .buffer_unordered(in_flight)
             .collect()
             .await;
         renew.abort();
-        for outcome in outcomes {
+        let finished: Vec<i64> = outcomes
+            .iter()
+            .filter(|(_, (_, done))| *done)
+            .map(|(id, _)| *id)
+            .collect();
+        let _ = self.db.release(&finished).await;
+        for (_, (outcome, _)) in outcomes {
             report.add(outcome);
         }
         report.elapsed_ms = started.elapsed().as_millis() as u64;

@@ -31,10 +31,12 @@ impl Syncer {
         }
     }
 
-    /// [`Self::store`] without waiting for the disk, for the stages after an idempotent step
-    /// (the record's compare-and-set, the delete): lost in a crash, the step runs again and
-    /// finds its work done. Saves every file two waits for a ledger fsync.
-    fn store_later(&self, entry: &mut Entry, stage: Stage, log: &Logger) {
+    /// [`Self::store`] without waiting for the disk, for the stages whose loss in a crash is
+    /// harmless: Downloading (the orphaned temp file is removed at start-up and the download
+    /// starts over), Recorded and Done (they follow idempotent steps, the record's
+    /// compare-and-set and the delete, which then run again and find their work done). Saves
+    /// every file three waits for a ledger fsync.
+    pub(super) fn store_later(&self, entry: &mut Entry, stage: Stage, log: &Logger) {
         entry.stage = stage;
         entry.touch();
         if let Err(e) = self.ledger.commit_later(entry) {
@@ -123,6 +125,7 @@ impl Syncer {
             }
         };
         let mut settled = 0;
+        let mut finished = Vec::new();
         for mut entry in entries {
             let log = self.log.new(o!("media_id" => entry.media_id));
             let moved = match entry.stage {
@@ -137,11 +140,12 @@ impl Syncer {
             };
             if moved {
                 settled += 1;
-                if entry.stage.is_terminal() || entry.stage == Stage::Recorded {
-                    let _ = self.db.release(entry.media_id as i64).await;
+                if entry.stage.lease_done() {
+                    finished.push(entry.media_id as i64);
                 }
             }
         }
+        let _ = self.db.release(&finished).await;
         settled
     }
 }

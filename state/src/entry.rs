@@ -74,6 +74,12 @@ impl Stage {
     }
 
     /// The archived file exists on disk and the ledger's `archive_path` points at it.
+    /// Whether the row has an outcome in PostgreSQL (or never will from us), so that this
+    /// instance's claim on it can go.
+    pub fn lease_done(self) -> bool {
+        self.is_terminal() || self == Stage::Recorded
+    }
+
     pub fn has_archived_file(self) -> bool {
         matches!(self, Stage::Archived | Stage::Recorded | Stage::Done)
     }
