@@ -133,7 +133,10 @@ async fn a_pass_archives_good_media_and_fails_broken_files_keeping_them_in_r2() 
         .await
         .unwrap()
         .get(0);
-    assert_eq!(leases, 0, "every row reached an outcome, so the pass released every lease");
+    assert_eq!(
+        leases, 0,
+        "every row reached an outcome, so the pass released every lease"
+    );
 
     // A second pass finds nothing new and changes nothing.
     let before = files_under(&rig.archive_dir()).len();
