@@ -95,6 +95,11 @@ impl Syncer {
     pub async fn pass(&self, shutdown: &CancellationToken) -> PassReport {
         let started = Instant::now();
         let report = self.run_pass(shutdown).await;
+        // The last stages of the last files may still be queued: a pass ends with its ledger
+        // on disk, so that what it reports and what the ledger says agree.
+        if let Err(e) = self.ledger.flush().await {
+            warn!(self.log, "ledger write failed"; "error" => %e);
+        }
         self.metrics
             .pass_finished(started.elapsed().as_secs_f64(), report.all_succeeded());
         let ledger = self.ledger.clone();

@@ -68,7 +68,8 @@ pub struct Ledger {
 const MAX_BATCH: usize = 512;
 
 struct Job {
-    entry: Entry,
+    /// None: nothing to write, only a reply once everything queued before is committed.
+    entry: Option<Entry>,
     reply: Reply,
 }
 
@@ -109,7 +110,10 @@ fn run_writer(db: Arc<Database>, queue: mpsc::Receiver<Job>) {
             }
         }
         let result = write_txn(&db, Durability::Immediate, |entries, paths| {
-            batch.iter().try_for_each(|job| apply(entries, paths, &job.entry))
+            batch
+                .iter()
+                .filter_map(|job| job.entry.as_ref())
+                .try_for_each(|entry| apply(entries, paths, entry))
         });
         let shared = result.as_ref().map(|_| ()).map_err(ToString::to_string);
         for job in batch {
@@ -198,11 +202,11 @@ impl Ledger {
         write_txn(&self.db, durability, f)
     }
 
-    fn enqueue(&self, entry: &Entry, reply: Reply) -> Result<()> {
+    fn enqueue(&self, entry: Option<&Entry>, reply: Reply) -> Result<()> {
         let queue = self.queue.as_ref().expect("the queue lives as long as the ledger");
         queue
             .send(Job {
-                entry: entry.clone(),
+                entry: entry.cloned(),
                 reply,
             })
             .map_err(|_| LedgerError::Batch("the writer thread is gone".into()))
@@ -221,7 +225,7 @@ impl Ledger {
     /// Blocks the calling thread; async code uses [`Ledger::commit`].
     pub fn put(&self, entry: &Entry) -> Result<()> {
         let (tx, rx) = mpsc::channel();
-        self.enqueue(entry, Reply::Blocking(tx))?;
+        self.enqueue(Some(entry), Reply::Blocking(tx))?;
         rx.recv()
             .map_err(|_| LedgerError::Batch("the writer thread is gone".into()))?
     }
@@ -229,7 +233,15 @@ impl Ledger {
     /// [`Ledger::put`] for async callers: waits for the group commit without blocking a thread.
     pub async fn commit(&self, entry: &Entry) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(entry, Reply::Async(tx))?;
+        self.enqueue(Some(entry), Reply::Async(tx))?;
+        rx.await
+            .map_err(|_| LedgerError::Batch("the writer thread is gone".into()))?
+    }
+
+    /// Waits until everything queued so far (see [`Ledger::commit_later`]) is on disk.
+    pub async fn flush(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(None, Reply::Async(tx))?;
         rx.await
             .map_err(|_| LedgerError::Batch("the writer thread is gone".into()))?
     }
@@ -239,7 +251,7 @@ impl Ledger {
     /// resumes from the previous stage and repeats that step). Entries are committed in the
     /// order they were queued, so a later [`Ledger::commit`] of the same entry wins.
     pub fn commit_later(&self, entry: &Entry) -> Result<()> {
-        self.enqueue(entry, Reply::None)
+        self.enqueue(Some(entry), Reply::None)
     }
 
     /// Reads, changes and stores one entry durably; `None` when it does not exist.

@@ -58,6 +58,12 @@ fn survives_reopen_and_counts_by_stage() {
         let mut later = ledger.get(3).unwrap().unwrap();
         later.attempts = 5;
         ledger.commit_later(&later).unwrap();
+        later.attempts = 6;
+        ledger.commit_later(&later).unwrap();
+        futures_executor::block_on(ledger.flush()).unwrap();
+        assert_eq!(ledger.get(3).unwrap().unwrap().attempts, 6, "flushed: readable at once");
+        later.attempts = 5;
+        ledger.commit_later(&later).unwrap();
     }
     let ledger = Ledger::open(&path).unwrap();
     assert_eq!(ledger.get(1).unwrap().unwrap().bytes_done, 99);
