@@ -146,6 +146,10 @@ impl Syncer {
             }
         }
         let _ = self.db.release(&finished).await;
+        // What it settled is on disk before it says so (the last stages are queued).
+        if let Err(e) = self.ledger.flush().await {
+            warn!(self.log, "ledger write failed"; "error" => %e);
+        }
         settled
     }
 }
