@@ -164,7 +164,7 @@ r2_env() {
 }
 
 # Earlier runs' output is moved aside, not deleted, until the end. This machine's disk is
-# ext4 without a journal, whose inode allocator skips inodes freed in the last 30 s one by
+# ext4 without a journal, whose inode allocator skips inodes freed in the last minute (six while dirty) one by
 # one (recently_deleted): after an `rm -rf` of thousands of files, every file created next
 # cost a scan past them, and whichever tool ran next paid for the previous one's clean-up.
 discard() {
@@ -692,7 +692,7 @@ notes() {
     meta note05 "Row 4: r2-sync is killed when \`<ARCHIVE_DIR>/.r2-sync-tmp/<id>.part\` reaches 50 %; rclone when the S3 server's GET /_stats counter reaches 50 % (its multi-thread download writes into a preallocated file, so file size says nothing). Re-downloaded = bytes the server sent over both runs − object size. 50 % of the object is a boundary of r2-sync's 64 MiB checkpoint segments, and the kill lands before that segment's checkpoint: this is r2-sync's worst case (one whole segment, plus bytes in flight)."
     meta note06 "Row 5 (when measured): nginx ($NGINX) with sendfile on, over the same directory as \`r2-sync serve\`; wrk -t2 -c64 -d${WRK_SECS}s with bench/range.lua; r2-sync URLs carry ?token= from \`r2-sync token\`. The file is one r2-sync archived itself (so its ledger answers each request's lookup, as for every file it archives), served by both from the same path, in the page cache (warmed first)."
     meta note07 "Row 6's S3-server rows are the ceiling every sync row shares: when both tools come close to it, the sync ratios measure the server more than the tools (see the S3 server CPU column)."
-    meta note09 "The bucket's objects: $([[ "$S3_ROOT" == /dev/shm/* ]] && echo "in /dev/shm (tmpfs), since R2's storage is not the NAS's disk" || echo "on the archive's disk (/dev/shm had no room)"). Earlier runs' output is moved aside, never deleted, until the end: on ext4 without a journal (this disk) a mass delete makes every file created in the next 30 s scan past the freed inodes, which charged one tool for the other's clean-up."
+    meta note09 "The bucket's objects: $([[ "$S3_ROOT" == /dev/shm/* ]] && echo "in /dev/shm (tmpfs), since R2's storage is not the NAS's disk" || echo "on the archive's disk (/dev/shm had no room)"). Earlier runs' output is moved aside, never deleted, until the end: on ext4 without a journal (this disk) a mass delete makes every file created in the next minute (six while the inode table is dirty) scan past the freed inodes, which charged one tool for the other's clean-up."
     meta note08 "Everything (S3 server, PostgreSQL, the tool measured, the client) shares the same $(nproc) cores, with other work running on the machine: absolute numbers are noisy; the ratios are the point."
 }
 
