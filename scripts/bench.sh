@@ -330,19 +330,26 @@ bench_videos() {
     done
 }
 
+# sync_blobs_once SECTION PREFIX COUNT RUN SUBJECT: one timed run of SUBJECT (r2sync, with ffprobe
+# off since the objects are not media, or rclone) over the COUNT objects under PREFIX; sets T_SECS.
+sync_blobs_once() {
+    local section=$1 prefix=$2 count=$3 run=$4 subject=$5
+    upload "$WORK/src/$prefix" "$prefix"
+    if [ "$subject" = rclone ]; then
+        rclone_pass "$section" "$run" "$prefix" "$count"
+    else
+        reset_r2sync
+        insert_rows "$prefix" "$count" bin application/octet-stream
+        r2_sync_pass "$section" r2sync "$run" "$count" BATCH_SIZE="$count" VALIDATE_MEDIA=false
+    fi
+}
+
 # Row 2: one big object: throughput and peak memory.
 bench_big() {
     say "row 2: one object of $BIG_BYTES bytes"
     for run in $(seq 1 "$RUNS"); do
         for subject in $(rotate "$run" r2sync rclone); do
-            upload "$WORK/src/big" big
-            if [ "$subject" = rclone ]; then
-                rclone_pass big "$run" big 1
-            else
-                reset_r2sync
-                insert_rows big 1 bin application/octet-stream
-                r2_sync_pass big r2sync "$run" 1 BATCH_SIZE=1 VALIDATE_MEDIA=false
-            fi
+            sync_blobs_once big big 1 "$run" "$subject"
             record big.mbps "$subject" "$run" "$(calc "$BIG_BYTES / $T_SECS / 1e6")"
         done
     done
@@ -353,14 +360,7 @@ bench_small() {
     say "row 3: $SMALL_FILES objects of $SMALL_BYTES bytes"
     for run in $(seq 1 "$RUNS"); do
         for subject in $(rotate "$run" r2sync rclone); do
-            upload "$WORK/src/small" small
-            if [ "$subject" = rclone ]; then
-                rclone_pass small "$run" small "$SMALL_FILES"
-            else
-                reset_r2sync
-                insert_rows small "$SMALL_FILES" bin application/octet-stream
-                r2_sync_pass small r2sync "$run" "$SMALL_FILES" BATCH_SIZE="$SMALL_FILES" VALIDATE_MEDIA=false
-            fi
+            sync_blobs_once small small "$SMALL_FILES" "$run" "$subject"
             record small.fps "$subject" "$run" "$(calc "$SMALL_FILES / $T_SECS")"
         done
     done

@@ -24,11 +24,7 @@ impl Syncer {
     async fn store(&self, entry: &mut Entry, stage: Stage, log: &Logger) {
         entry.stage = stage;
         entry.touch();
-        if let Err(e) = self.ledger.commit(entry).await {
-            warn!(log, "ledger write failed"; "stage" => stage.as_str(), "error" => %e);
-        } else {
-            info!(log, "stage"; "stage" => stage.as_str());
-        }
+        stored(self.ledger.commit(entry).await, stage, log);
     }
 
     /// [`Self::store`] without waiting for the disk, for the stages whose loss in a crash is
@@ -39,11 +35,7 @@ impl Syncer {
     pub(super) fn store_later(&self, entry: &mut Entry, stage: Stage, log: &Logger) {
         entry.stage = stage;
         entry.touch();
-        if let Err(e) = self.ledger.commit_later(entry) {
-            warn!(log, "ledger write failed"; "stage" => stage.as_str(), "error" => %e);
-        } else {
-            info!(log, "stage"; "stage" => stage.as_str());
-        }
+        stored(self.ledger.commit_later(entry), stage, log);
     }
 
     /// Archived → Recorded (or Abandoned). False when PostgreSQL could not be reached.
@@ -151,5 +143,13 @@ impl Syncer {
             warn!(self.log, "ledger write failed"; "error" => %e);
         }
         settled
+    }
+}
+
+/// Logs the outcome of a stage change.
+fn stored(result: Result<(), crate::state::LedgerError>, stage: Stage, log: &Logger) {
+    match result {
+        Ok(()) => info!(log, "stage"; "stage" => stage.as_str()),
+        Err(e) => warn!(log, "ledger write failed"; "stage" => stage.as_str(), "error" => %e),
     }
 }
