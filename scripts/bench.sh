@@ -20,6 +20,9 @@
 #   BENCH_SKIP_BUILD=1    use the binaries already in target/release
 #   BENCH_R2_ENV="SYNC_CONCURRENCY=8"   extra settings for every timed r2-sync pass
 #   BENCH_R2_WRAP="strace -f -c -o /tmp/r2.strace"   a profiler to run r2-sync under
+#   BENCH_FS=xfs          filesystem for the archive and rclone's destination: a fresh one in a
+#                         loop-mounted image on the same disk (xfs, ext4), or "none" for the
+#                         work directory's own
 #
 # Everything started here is stopped, the scratch database dropped and the temp dir removed
 # on exit, on failure and on Ctrl-C.
@@ -56,6 +59,8 @@ trap 'printf "bench: FAILED at %s line %s: %s\n" "${BASH_SOURCE[0]}" "$LINENO" "
 # Clean-up: every background process we start is recorded in PIDS.
 
 WORK=
+DISK=
+LOOP=
 S3_ROOT=
 DB=
 PIDS=()
@@ -68,6 +73,10 @@ cleanup() {
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
     if [ -n "$DB" ]; then
         psql -h 127.0.0.1 -U postgres -qXc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
+    fi
+    if [ -n "$LOOP" ]; then
+        umount "$DISK" 2>/dev/null
+        losetup -d "$LOOP" 2>/dev/null
     fi
     [ -n "$WORK" ] && rm -rf "$WORK"
     [ -n "$S3_ROOT" ] && rm -rf "$S3_ROOT"
@@ -159,7 +168,7 @@ psql_q() { PGOPTIONS='-c client_min_messages=warning' psql -h 127.0.0.1 -U postg
 r2_env() {
     R2ENV=(PATH="$PATH" DB_HOST=127.0.0.1 DB_PORT=5432 DB_NAME="$DB" DB_USER=postgres DB_SSLMODE=disable
         R2_ENDPOINT="$S3_URL" R2_ACCESS_KEY="$ACCESS_KEY" R2_SECRET_KEY="$SECRET_KEY" R2_BUCKET="$BUCKET"
-        ARCHIVE_DIR="$WORK/archive" STATE_DIR="$WORK/state" UNRAID_TUNNEL_SECRET="$TUNNEL_SECRET"
+        ARCHIVE_DIR="$DISK/archive" STATE_DIR="$WORK/state" UNRAID_TUNNEL_SECRET="$TUNNEL_SECRET"
         SERVER_PORT=0 HEALTH_PORT=0 LOG_LEVEL=info)
 }
 
@@ -168,19 +177,38 @@ r2_env() {
 # one (recently_deleted): after an `rm -rf` of thousands of files, every file created next
 # cost a scan past them, and whichever tool ran next paid for the previous one's clean-up.
 discard() {
-    mkdir -p "$WORK/trash"
-    local dir
+    local dir trash
     for dir in "$@"; do
-        [ -e "$dir" ] && mv "$dir" "$(mktemp -d "$WORK/trash/XXXXXX")/"
+        [ -e "$dir" ] || continue
+        trash="$(dirname "$dir")/trash"
+        mkdir -p "$trash"
+        mv "$dir" "$(mktemp -d "$trash/XXXXXX")/"
     done
     return 0
+}
+
+# The archive and rclone's destination share a filesystem made fresh for this run, in a
+# sparse image on the work directory's disk (loop device, direct I/O so nothing is cached
+# twice): the NAS's own kind (Unraid formats its array XFS), and no earlier work's deleted
+# inodes or dirty metadata on it. BENCH_FS=none uses the work directory as it is.
+mount_disk() {
+    DISK="$WORK"
+    local fs=${BENCH_FS:-xfs}
+    [ "$fs" = none ] && return 0
+    command -v "mkfs.$fs" >/dev/null || apt_install "$([ "$fs" = xfs ] && echo xfsprogs || echo e2fsprogs)"
+    truncate -s 64G "$WORK/disk.img"
+    "mkfs.$fs" -q "$WORK/disk.img" >/dev/null 2>&1 || die "mkfs.$fs failed on $WORK/disk.img"
+    LOOP=$(losetup --direct-io=on --show -f "$WORK/disk.img") || die "no loop device (BENCH_FS=none skips this)"
+    mkdir -p "$WORK/disk"
+    mount "$LOOP" "$WORK/disk" || die "cannot mount $LOOP (BENCH_FS=none skips this)"
+    DISK="$WORK/disk"
 }
 
 # A clean slate for r2-sync: no rows, no leases, empty archive and state (ledger).
 reset_r2sync() {
     psql_q -c "TRUNCATE media, audit_logs RESTART IDENTITY; DROP TABLE IF EXISTS r2_sync_leases" >/dev/null
-    discard "$WORK/archive" "$WORK/state"
-    mkdir -p "$WORK/archive" "$WORK/state"
+    discard "$DISK/archive" "$WORK/state"
+    mkdir -p "$DISK/archive" "$WORK/state"
 }
 
 # insert_rows PREFIX COUNT EXT CONTENT_TYPE: approved rows for keys PREFIX/f0001.EXT…
@@ -266,10 +294,10 @@ r2_sync_pass() {
 # rclone_pass SECTION RUN PREFIX EXPECTED: one timed `rclone copy` with default settings.
 rclone_pass() {
     local section=$1 run=$2 prefix=$3 expected=$4
-    discard "$WORK/dest"
-    timed "$section" rclone "$run" rclone copy "bench:$BUCKET/$prefix/" "$WORK/dest"
+    discard "$DISK/dest"
+    timed "$section" rclone "$run" rclone copy "bench:$BUCKET/$prefix/" "$DISK/dest"
     local got
-    got=$(find "$WORK/dest" -type f | wc -l)
+    got=$(find "$DISK/dest" -type f | wc -l)
     [ "$got" -eq "$expected" ] || die "$section: rclone copied $got of $expected files"
 }
 
@@ -378,20 +406,20 @@ bench_resume() {
             local before after at pid
             before=$(s3_sent)
             if [ "$subject" = rclone ]; then
-                discard "$WORK/dest"
-                rclone copy "bench:$BUCKET/big/" "$WORK/dest" >"$WORK/logs/resume-rclone-$run.log" 2>&1 &
+                discard "$DISK/dest"
+                rclone copy "bench:$BUCKET/big/" "$DISK/dest" >"$WORK/logs/resume-rclone-$run.log" 2>&1 &
                 pid=$!
                 PIDS+=("$pid")
                 at=$(python3 bench/kill_at.py --pid "$pid" --at "$half" --stats-url "$S3_URL/_stats" --base "$before") ||
                     die "row 4: could not kill rclone at 50 %"
                 wait "$pid" 2>/dev/null || true
-                rclone copy "bench:$BUCKET/big/" "$WORK/dest" >>"$WORK/logs/resume-rclone-$run.log" 2>&1 ||
+                rclone copy "bench:$BUCKET/big/" "$DISK/dest" >>"$WORK/logs/resume-rclone-$run.log" 2>&1 ||
                     die "row 4: rclone's second run failed (see $WORK/logs)"
-                [ "$(stat -c %s "$WORK/dest/f0001.bin")" -eq "$BIG_BYTES" ] || die "row 4: rclone's copy is incomplete"
+                [ "$(stat -c %s "$DISK/dest/f0001.bin")" -eq "$BIG_BYTES" ] || die "row 4: rclone's copy is incomplete"
             else
                 reset_r2sync
                 insert_rows big 1 bin application/octet-stream
-                local part="$WORK/archive/.r2-sync-tmp/1.part"
+                local part="$DISK/archive/.r2-sync-tmp/1.part"
                 env -i "${R2ENV[@]}" BATCH_SIZE=1 VALIDATE_MEDIA=false "$BIN/r2-sync" sync --once \
                     >"$WORK/logs/resume-r2sync-$run.log" 2>&1 &
                 pid=$!
@@ -680,7 +708,7 @@ describe_machine() {
     rota=$(cat "/sys/block/$dev/queue/rotational" 2>/dev/null || echo "?")
     model=
     if [ -r "/sys/block/$dev/device/model" ]; then model=$(xargs <"/sys/block/$dev/device/model"); fi
-    meta disk "$src ($fstype${model:+, $model}, $([ "$rota" = 0 ] && echo "non-rotational" || echo "rotational=$rota")), $(df -h --output=size "$WORK" | tail -n1 | xargs) — virtual disk unless a model is shown"
+    meta disk "$src ($fstype${model:+, $model}, $([ "$rota" = 0 ] && echo "non-rotational" || echo "rotational=$rota")), $(df -h --output=size "$WORK" | tail -n1 | xargs) — virtual disk unless a model is shown$([ -n "$LOOP" ] && echo "; the archive and rclone's destination on a fresh $(findmnt -no FSTYPE -T "$DISK") in a loop-mounted image on it (direct I/O)")"
     meta versions "r2-sync $("$BIN/r2-sync" --version | awk '{ print $2 }') ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src state 2>/dev/null || echo "+uncommitted")), $(rclone version | sed -n 1p), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $( (wrk -v 2>&1 || true) | sed -n 1p | cut -d' ' -f1-2)"
 }
 
@@ -692,7 +720,7 @@ notes() {
     meta note05 "Row 4: r2-sync is killed when \`<ARCHIVE_DIR>/.r2-sync-tmp/<id>.part\` reaches 50 %; rclone when the S3 server's GET /_stats counter reaches 50 % (its multi-thread download writes into a preallocated file, so file size says nothing). Re-downloaded = bytes the server sent over both runs − object size. 50 % of the object is a boundary of r2-sync's 64 MiB checkpoint segments, and the kill lands before that segment's checkpoint: this is r2-sync's worst case (one whole segment, plus bytes in flight)."
     meta note06 "Row 5 (when measured): nginx ($NGINX) with sendfile on, over the same directory as \`r2-sync serve\`; wrk -t2 -c64 -d${WRK_SECS}s with bench/range.lua; r2-sync URLs carry ?token= from \`r2-sync token\`. The file is one r2-sync archived itself (so its ledger answers each request's lookup, as for every file it archives), served by both from the same path, in the page cache (warmed first)."
     meta note07 "Row 6's S3-server rows are the ceiling every sync row shares: when both tools come close to it, the sync ratios measure the server more than the tools (see the S3 server CPU column)."
-    meta note09 "The bucket's objects: $([[ "$S3_ROOT" == /dev/shm/* ]] && echo "in /dev/shm (tmpfs), since R2's storage is not the NAS's disk" || echo "on the archive's disk (/dev/shm had no room)"). Earlier runs' output is moved aside, never deleted, until the end: on ext4 without a journal (this disk) a mass delete makes every file created in the next minute (six while the inode table is dirty) scan past the freed inodes, which charged one tool for the other's clean-up."
+    meta note09 "The bucket's objects: $([[ "$S3_ROOT" == /dev/shm/* ]] && echo "in /dev/shm (tmpfs), since R2's storage is not the NAS's disk" || echo "on the archive's disk (/dev/shm had no room)"). Earlier runs' output is moved aside, never deleted, until the end: on ext4 without a journal (this machine's disk) a mass delete makes every file created in the next minute (six while the inode table is dirty) scan past the freed inodes, which charged one tool for the other's clean-up; the fresh filesystem (BENCH_FS) also keeps the work of earlier benchmarks and test runs on the disk from landing on these rows."
     meta note08 "Everything (S3 server, PostgreSQL, the tool measured, the client) shares the same $(nproc) cores, with other work running on the machine: absolute numbers are noisy; the ratios are the point."
 }
 
@@ -710,6 +738,7 @@ main() {
     RESULTS="$WORK/results.tsv" META="$WORK/meta.tsv"
     : >"$RESULTS"
     : >"$META"
+    mount_disk
     describe_machine
 
     start_s3

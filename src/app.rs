@@ -193,6 +193,10 @@ impl Parts {
             ledger: self.ledger.clone(),
             log: log.new(slog::o!("role" => "sync")),
             metrics: self.metrics.clone(),
+            flush: std::sync::Arc::new(crate::flush::Flusher::new(
+                self.cfg.target_dir(),
+                self.cfg.sync.archive_syncfs,
+            )),
         }
     }
 }

@@ -30,7 +30,7 @@ pub enum ArchiveError {
 }
 
 impl ArchiveError {
-    fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ArchiveError + 'a {
+    pub fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ArchiveError + 'a {
         move |source| ArchiveError::Io {
             op,
             path: path.display().to_string(),
@@ -154,15 +154,18 @@ fn create_dirs_durably(dir: &Path) -> Result<(), ArchiveError> {
     Ok(())
 }
 
+/// Neither the file `root/rel` nor its sidecar exists.
+pub fn is_free(root: &Path, rel: &Path) -> bool {
+    root.join(rel).symlink_metadata().is_err() && root.join(sidecar_path(rel)).symlink_metadata().is_err()
+}
+
 /// The first free path under `root` starting from `rel` (`rel`, then `-2`, `-3`…): neither
 /// the file nor its sidecar may exist.
 pub fn free_name(root: &Path, rel: &Path) -> Result<PathBuf, ArchiveError> {
     assert!(is_contained(rel), "archive paths are built by relative_path");
-    let taken =
-        |p: &Path| root.join(p).symlink_metadata().is_ok() || root.join(sidecar_path(p)).symlink_metadata().is_ok();
     let mut chosen = rel.to_path_buf();
     let mut n = 1;
-    while taken(&chosen) {
+    while !is_free(root, &chosen) {
         n += 1;
         if n > 10_000 {
             return Err(ArchiveError::NoFreeName(rel.display().to_string()));
@@ -176,21 +179,36 @@ pub fn free_name(root: &Path, rel: &Path) -> Result<PathBuf, ArchiveError> {
 pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
     let dir = dest.parent().expect("destination has a parent");
     create_dirs_durably(dir)?;
-    let tmp = write_temp(dest, bytes)?;
+    let tmp = write_temp(dest, bytes, Durability::Fsync)?;
     rename_or_discard(&tmp, dest)?;
     fsync_dir(dir)
 }
 
-/// Renames a complete, fsynced temp file to `root/rel` (which must be free) and writes its
-/// sidecar beside it, durably. The sidecar's temp file is written and fsynced first, then
-/// both are renamed into place, so one fsync of the directory makes both renames durable.
-pub fn move_into(root: &Path, temp: &Path, rel: &Path, sidecar: &[u8]) -> Result<(), ArchiveError> {
+/// Who makes a placement durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The placement fsyncs what it wrote and renamed.
+    Fsync,
+    /// The caller flushes the whole filesystem afterwards (see `flush`).
+    Caller,
+}
+
+/// Renames a complete, durable temp file to `root/rel` (which must be free) and writes its
+/// sidecar beside it. With [`Durability::Fsync`] the sidecar's temp file is fsynced first,
+/// then both are renamed into place, so one fsync of the directory makes both renames durable.
+pub fn move_into(
+    root: &Path,
+    temp: &Path,
+    rel: &Path,
+    sidecar: &[u8],
+    durability: Durability,
+) -> Result<(), ArchiveError> {
     assert!(is_contained(rel), "archive paths are built by relative_path");
     let dest = root.join(rel);
     let dir = dest.parent().expect("archive paths have a parent");
     create_dirs_durably(dir)?;
     let sidecar_dest = sidecar_path(&dest);
-    let sidecar_tmp = write_temp(&sidecar_dest, sidecar)?;
+    let sidecar_tmp = write_temp(&sidecar_dest, sidecar, durability)?;
     let placed = if dest.symlink_metadata().is_ok() {
         Err(ArchiveError::Io {
             op: "rename into",
@@ -205,11 +223,15 @@ pub fn move_into(root: &Path, temp: &Path, rel: &Path, sidecar: &[u8]) -> Result
         return Err(e);
     }
     rename_or_discard(&sidecar_tmp, &sidecar_dest)?;
-    fsync_dir(dir)
+    match durability {
+        Durability::Fsync => fsync_dir(dir),
+        Durability::Caller => Ok(()),
+    }
 }
 
-/// Writes `bytes` to a temp file beside `dest` and fsyncs it; returns the temp file's path.
-fn write_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf, ArchiveError> {
+/// Writes `bytes` to a temp file beside `dest` (and fsyncs it, unless the caller flushes
+/// later); returns the temp file's path.
+fn write_temp(dest: &Path, bytes: &[u8], durability: Durability) -> Result<PathBuf, ArchiveError> {
     let dir = dest.parent().expect("destination has a parent");
     let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("sidecar");
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -217,7 +239,10 @@ fn write_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf, ArchiveError> {
         .map_err(ArchiveError::io("create", &tmp))
         .and_then(|mut f| {
             f.write_all(bytes).map_err(ArchiveError::io("write", &tmp))?;
-            f.sync_all().map_err(ArchiveError::io("fsync", &tmp))
+            match durability {
+                Durability::Fsync => f.sync_all().map_err(ArchiveError::io("fsync", &tmp)),
+                Durability::Caller => Ok(()),
+            }
         });
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
@@ -311,7 +336,7 @@ mod tests {
             let tmp = root.path().join(format!("t{i}"));
             std::fs::write(&tmp, format!("body{i}")).unwrap();
             let chosen = free_name(root.path(), &rel).unwrap();
-            move_into(root.path(), &tmp, &chosen, format!("{{\"n\":{i}}}").as_bytes()).unwrap();
+            move_into(root.path(), &tmp, &chosen, format!("{{\"n\":{i}}}").as_bytes(), Durability::Fsync).unwrap();
             used.push(chosen);
         }
         assert_eq!(used[0], rel);
@@ -322,7 +347,7 @@ mod tests {
         // A taken destination is refused: the temp file stays, no sidecar temp is left.
         let tmp = root.path().join("t9");
         std::fs::write(&tmp, "body9").unwrap();
-        assert!(move_into(root.path(), &tmp, &used[0], b"{}").is_err());
+        assert!(move_into(root.path(), &tmp, &used[0], b"{}", Durability::Caller).is_err());
         assert_eq!(std::fs::read_to_string(&tmp).unwrap(), "body9");
         assert_eq!(std::fs::read_to_string(root.path().join(&used[0])).unwrap(), "body0");
         write_atomic(&root.path().join("2026/01/5-a.mp4.json"), b"{}").unwrap();

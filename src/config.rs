@@ -38,6 +38,7 @@ pub const SETTINGS: &[&str] = &[
     "FFPROBE_PATH",
     "FFPROBE_TIMEOUT",
     "VALIDATE_MEDIA",
+    "ARCHIVE_SYNCFS",
     "SERVER_PORT",
     "HEALTH_PORT",
     "UNRAID_TUNNEL_SECRET",
@@ -149,6 +150,8 @@ pub struct SyncConfig {
     pub ffprobe_path: PathBuf,
     pub ffprobe_timeout: Duration,
     pub validate_media: bool,
+    /// Files finishing together share one syncfs of the archive where its filesystem honours it.
+    pub archive_syncfs: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -350,6 +353,7 @@ impl Config {
             ffprobe_path: PathBuf::from(vars.string_or("FFPROBE_PATH", "ffprobe")),
             ffprobe_timeout: vars.duration("FFPROBE_TIMEOUT", Duration::from_secs(120))?,
             validate_media: vars.flag("VALIDATE_MEDIA", true)?,
+            archive_syncfs: vars.flag("ARCHIVE_SYNCFS", true)?,
         };
         let server = ServerConfig {
             port: vars.parsed("SERVER_PORT", 8080, "a port number 1-65535")?,

@@ -296,10 +296,11 @@ impl Db {
 
     pub async fn row(&self, id: i64) -> Result<Option<MediaRow>, DbError> {
         let sql = format!("SELECT {MEDIA_COLUMNS} FROM media WHERE id = $1");
-        let row = self
-            .client()
-            .await?
-            .query_opt(&sql, &[&id])
+        let client = self.client().await?;
+        // Statements run per file are prepared once per connection: one round trip each.
+        let statement = client.prepare_cached(&sql).await.map_err(query("read row"))?;
+        let row = client
+            .query_opt(&statement, &[&id])
             .await
             .map_err(query("read row"))?;
         Ok(row.as_ref().map(MediaRow::from_row))
@@ -309,10 +310,16 @@ impl Db {
     pub async fn record_archived(&self, id: i64, archive_path: &str, details: &Value) -> Result<Outcome, DbError> {
         let mut client = self.client().await?;
         let txn = client.transaction().await.map_err(query("begin"))?;
-        let moved = txn
-            .execute(
+        let mark = txn
+            .prepare_cached(
                 "UPDATE media SET status = $2, storage_location = $3, archive_path = $4, archived_at = now(), \
                  updated_at = now() WHERE id = $1 AND status = $5 AND deleted_at IS NULL",
+            )
+            .await
+            .map_err(query("mark archived"))?;
+        let moved = txn
+            .execute(
+                &mark,
                 &[
                     &id,
                     &names::STATUS_ARCHIVED,
@@ -392,12 +399,15 @@ async fn insert_audit(
     action: &str,
     details: &Value,
 ) -> Result<(), DbError> {
-    txn.execute(
-        "INSERT INTO audit_logs (created_at, user_id, action, entity_type, entity_id, details) \
-         VALUES (now(), NULL, $1, $2, $3, $4)",
-        &[&action, &names::ENTITY_MEDIA, &id, details],
-    )
-    .await
-    .map_err(query("insert audit row"))?;
+    let insert = txn
+        .prepare_cached(
+            "INSERT INTO audit_logs (created_at, user_id, action, entity_type, entity_id, details) \
+             VALUES (now(), NULL, $1, $2, $3, $4)",
+        )
+        .await
+        .map_err(query("insert audit row"))?;
+    txn.execute(&insert, &[&action, &names::ENTITY_MEDIA, &id, details])
+        .await
+        .map_err(query("insert audit row"))?;
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod fault;
+pub mod flush;
 pub mod logging;
 pub mod metrics;
 pub mod probe;

@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio_util::sync::CancellationToken;
 
 use super::hashing::Hashes;
+use crate::flush::Flusher;
 use crate::storage::{ObjectInfo, Storage, StorageError};
 
 /// Bytes fetched per request; also the checkpoint interval. Test builds with crash points
@@ -183,6 +184,9 @@ pub type Checkpoint<'a> = &'a (dyn Fn(u64) -> CheckpointFuture<'a> + Send + Sync
 
 pub struct Request<'a> {
     pub storage: &'a Storage,
+    pub flush: &'a Flusher,
+    /// Bounds the transfers under way (`SYNC_CONCURRENCY`); held only while bytes flow.
+    pub transfers: &'a tokio::sync::Semaphore,
     pub key: &'a str,
     pub object: &'a ObjectInfo,
     pub temp: PathBuf,
@@ -197,11 +201,15 @@ pub async fn run(req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Downloa
     let (mut writer, written) = open_resumed(&req.temp, req.resume_from, req.object.size, hashes).await?;
     let start = written.load(Ordering::Relaxed);
     let total = req.object.size;
-    let watch = watch_progress(req.log.clone(), Arc::clone(&written), start, total);
-    let result = fetch_segments(&req, &mut writer, &written, checkpoint).await;
-    watch.abort();
+    let result = {
+        let _permit = req.transfers.acquire().await.expect("the semaphore is never closed");
+        let watch = watch_progress(req.log.clone(), Arc::clone(&written), start, total);
+        let result = fetch_segments(&req, &mut writer, &written, checkpoint).await;
+        watch.abort();
+        result
+    };
     // Whatever happened, make what was written durable and record it before returning.
-    let durable = sync(&mut writer, &req.temp).await;
+    let durable = sync(&mut writer, &req).await;
     // On success the caller records the finished file at once; only an interrupted
     // transfer needs its progress recorded here.
     if durable.is_ok() && result.is_err() {
@@ -218,12 +226,11 @@ pub async fn run(req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Downloa
     })
 }
 
-async fn sync(writer: &mut HashingWriter, temp: &Path) -> Result<(), DownloadError> {
+async fn sync(writer: &mut HashingWriter, req: &Request<'_>) -> Result<(), DownloadError> {
+    let temp = &req.temp;
     writer.inner.flush().await.map_err(DownloadError::disk(temp))?;
-    writer
-        .inner
-        .get_ref()
-        .sync_data()
+    req.flush
+        .data(writer.inner.get_ref())
         .await
         .map_err(DownloadError::disk(temp))
 }
@@ -255,7 +262,7 @@ async fn fetch_segments(
             });
         }
         if got < total {
-            sync(writer, &req.temp).await?;
+            sync(writer, req).await?;
             checkpoint(got).await;
         }
     }

@@ -117,8 +117,12 @@ impl Syncer {
         log: &Logger,
     ) -> Result<FileOutcome, Trouble> {
         if matches!(entry.stage, Stage::Claimed | Stage::Downloading) {
-            let _permit = transfers.acquire().await.expect("the semaphore is never closed");
-            self.fetch_with_retries(entry, shutdown, log).await?;
+            if entry.archive_path.is_none() {
+                // Chosen now so that the ledger write saying "downloaded" also reserves it.
+                let rel = self.archive_path_for(row)?;
+                entry.archive_path = Some(rel.display().to_string());
+            }
+            self.fetch_with_retries(entry, shutdown, transfers, log).await?;
         }
         if entry.stage == Stage::Downloaded {
             self.place(row, entry, shutdown, log).await?;
@@ -155,12 +159,13 @@ impl Syncer {
         &self,
         entry: &mut Entry,
         shutdown: &CancellationToken,
+        transfers: &tokio::sync::Semaphore,
         log: &Logger,
     ) -> Result<(), Trouble> {
         let mut fruitless = 0;
         loop {
             let before = entry.bytes_done;
-            match self.fetch(entry, shutdown, log).await {
+            match self.fetch(entry, shutdown, transfers, log).await {
                 Err(Trouble::Transient(reason)) => {
                     fruitless = if entry.bytes_done > before { 0 } else { fruitless + 1 };
                     if fruitless >= IN_PASS_ATTEMPTS {
@@ -180,7 +185,13 @@ impl Syncer {
     }
 
     /// Claimed/Downloading → Downloaded.
-    async fn fetch(&self, entry: &mut Entry, shutdown: &CancellationToken, log: &Logger) -> Result<(), Trouble> {
+    async fn fetch(
+        &self,
+        entry: &mut Entry,
+        shutdown: &CancellationToken,
+        transfers: &tokio::sync::Semaphore,
+        log: &Logger,
+    ) -> Result<(), Trouble> {
         let object = match self.storage.head(&entry.r2_key).await {
             Ok(o) => o,
             Err(StorageError::NotFound { .. }) => {
@@ -221,6 +232,8 @@ impl Syncer {
         let started = std::time::Instant::now();
         let request = download::Request {
             storage: &self.storage,
+            flush: &self.flush,
+            transfers,
             key: &entry.r2_key,
             object: &object,
             temp: temp.clone(),
@@ -352,8 +365,9 @@ impl Syncer {
         Ok(())
     }
 
-    /// Records where the file will go (durably, so a crash after the rename finds it), then
-    /// renames it there, its sidecar beside it.
+    /// Renames the file to the path the ledger holds for it (reserved when the download
+    /// began, durable since `downloaded`; a new one is recorded first if that one was taken
+    /// since), its sidecar beside it, so a crash after the rename finds it.
     async fn move_into_archive(
         &self,
         row: &MediaRow,
@@ -363,29 +377,47 @@ impl Syncer {
         sidecar: Vec<u8>,
         log: &Logger,
     ) -> Result<(), Trouble> {
-        let free = |rel: PathBuf| archive::free_name(root, &rel).map_err(archive_trouble);
         let rel = match entry.archive_path.as_ref().map(PathBuf::from) {
-            Some(rel) if !root.join(&rel).exists() => rel,
-            _ => free(archive::relative_path(
-                row.id,
-                row.approved_at.unwrap_or_else(chrono::Utc::now),
-                &row.original_filename,
-                &row.r2_key,
-            ))?,
+            Some(rel) if archive::is_contained(&rel) && archive::is_free(root, &rel) => rel,
+            _ => {
+                let rel = self.archive_path_for(row)?;
+                entry.archive_path = Some(rel.display().to_string());
+                self.save(entry, Stage::Downloaded, log).await?;
+                rel
+            }
         };
-        entry.archive_path = Some(rel.display().to_string());
-        self.save(entry, Stage::Downloaded, log).await?;
         crate::fault::point("before_rename");
+        let durability = if self.flush.is_shared().await {
+            archive::Durability::Caller
+        } else {
+            archive::Durability::Fsync
+        };
+        let dir = root.join(&rel).parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
         let root = root.to_path_buf();
-        tokio::task::spawn_blocking(move || archive::move_into(&root, &temp, &rel, &sidecar))
+        tokio::task::spawn_blocking(move || archive::move_into(&root, &temp, &rel, &sidecar, durability))
             .await
             .map_err(|e| Trouble::Transient(e.to_string()))?
             .map_err(archive_trouble)?;
+        if durability == archive::Durability::Caller {
+            let flushed = self.flush.entries(&dir).await;
+            flushed.map_err(archive::ArchiveError::io("flush", &dir)).map_err(archive_trouble)?;
+        }
         crate::fault::point("after_rename");
         // Recorded with the next stage change: a crash before it finds the file at the
         // recorded path and the temp file gone, which `place` handles.
         entry.temp_path = None;
         Ok(())
+    }
+
+    /// A free path in the archive for this row's file, relative to the archive's root.
+    fn archive_path_for(&self, row: &MediaRow) -> Result<PathBuf, Trouble> {
+        let rel = archive::relative_path(
+            row.id,
+            row.approved_at.unwrap_or_else(chrono::Utc::now),
+            &row.original_filename,
+            &row.r2_key,
+        );
+        archive::free_name(self.cfg.target_dir(), &rel).map_err(archive_trouble)
     }
 
     async fn validate(&self, file: &Path) -> Result<Option<ProbeSummary>, Trouble> {

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::flush::Flusher;
 use crate::metrics::Metrics;
 use crate::state::Ledger;
 use crate::storage::Storage;
@@ -38,6 +39,8 @@ pub struct Syncer {
     pub ledger: Arc<Ledger>,
     pub log: Logger,
     pub metrics: Arc<Metrics>,
+    /// Durability of the archive's files, shared by the files in flight.
+    pub flush: Arc<Flusher>,
 }
 
 /// How one file's turn in a pass ended.
@@ -141,10 +144,20 @@ impl Syncer {
         // SYNC_CONCURRENCY bounds the transfers; the rest of a file's way (fsyncs, ffprobe,
         // PostgreSQL, the delete) is mostly waiting, so more files may be at those stages at
         // once. Small files would otherwise queue behind each other's fsyncs.
-        let transfers = tokio::sync::Semaphore::new(self.cfg.sync.concurrency);
+        let transfers = Arc::new(tokio::sync::Semaphore::new(self.cfg.sync.concurrency));
         let in_flight = self.cfg.sync.concurrency.saturating_mul(4).max(FILES_IN_FLIGHT);
+        // Each file is a task of its own, so that files use every core (hashing, parsing,
+        // syscalls); polled inside this future they would all share one thread.
+        let this = Arc::new(self.clone());
         let outcomes: Vec<(i64, (FileOutcome, bool))> = futures::stream::iter(rows)
-            .map(|row| async { (row.id, self.process(row, shutdown, &transfers).await) })
+            .map(|row| {
+                let (this, shutdown, transfers) = (Arc::clone(&this), shutdown.clone(), Arc::clone(&transfers));
+                let id = row.id;
+                async move {
+                    let task = tokio::spawn(async move { this.process(row, &shutdown, &transfers).await });
+                    (id, task.await.unwrap_or((FileOutcome::Deferred, false)))
+                }
+            })
             .buffer_unordered(in_flight)
             .collect()
             .await;

@@ -9,6 +9,7 @@ pub mod entry;
 
 use std::path::Path;
 use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 
@@ -66,6 +67,9 @@ pub struct Ledger {
 
 /// Entries waiting for the next group commit, at most this many per transaction.
 const MAX_BATCH: usize = 512;
+/// How long entries nobody waits for ([`Ledger::commit_later`]) are held for a commit someone
+/// waits for to carry them, before they are committed on their own.
+const HOLD_LAZY: Duration = Duration::from_millis(250);
 
 struct Job {
     /// None: nothing to write, only a reply once everything queued before is committed.
@@ -101,30 +105,59 @@ impl Drop for Ledger {
 }
 
 fn run_writer(db: Arc<Database>, queue: mpsc::Receiver<Job>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
+    let mut batch: Vec<Job> = Vec::new();
+    // When the oldest held lazy entry must be committed even if nobody asks.
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let next = match deadline {
+            None => queue.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(at) => queue.recv_timeout(at.saturating_duration_since(Instant::now())),
+        };
+        let closed = match next {
+            Ok(job) => {
+                batch.push(job);
+                false
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => true,
+        };
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
         }
-        // A batch of flushes alone has nothing to write: everything queued before them was
-        // committed by earlier batches of this same thread.
-        if batch.iter().all(|job| job.entry.is_none()) {
-            batch.into_iter().for_each(|job| job.reply.send(Ok(())));
+        let waited_for = batch.iter().any(|job| !matches!(job.reply, Reply::None));
+        let due = deadline.is_some_and(|at| Instant::now() >= at);
+        if !(waited_for || due || closed || batch.len() >= MAX_BATCH) {
+            deadline.get_or_insert_with(|| Instant::now() + HOLD_LAZY);
             continue;
         }
-        let result = write_txn(&db, Durability::Immediate, |entries, paths| {
-            batch
-                .iter()
-                .filter_map(|job| job.entry.as_ref())
-                .try_for_each(|entry| apply(entries, paths, entry))
-        });
-        let shared = result.as_ref().map(|_| ()).map_err(ToString::to_string);
-        for job in batch {
-            job.reply.send(shared.clone().map_err(LedgerError::Batch));
+        deadline = None;
+        commit_batch(&db, std::mem::take(&mut batch));
+        if closed {
+            return;
         }
+    }
+}
+
+/// Writes a batch in one transaction and answers everyone in it.
+fn commit_batch(db: &Database, batch: Vec<Job>) {
+    // A batch of flushes alone has nothing to write: everything queued before them was
+    // committed by earlier batches of this same thread.
+    if batch.iter().all(|job| job.entry.is_none()) {
+        batch.into_iter().for_each(|job| job.reply.send(Ok(())));
+        return;
+    }
+    let result = write_txn(db, Durability::Immediate, |entries, paths| {
+        batch
+            .iter()
+            .filter_map(|job| job.entry.as_ref())
+            .try_for_each(|entry| apply(entries, paths, entry))
+    });
+    let shared = result.as_ref().map(|_| ()).map_err(ToString::to_string);
+    for job in batch {
+        job.reply.send(shared.clone().map_err(LedgerError::Batch));
     }
 }
 

@@ -255,6 +255,7 @@ impl Rig {
         let cfg = Config::from_vars(&vars).expect("rig config is valid");
         let ledger_path = self.state_dir().join(r2_sync::app::LEDGER_FILE);
         r2_sync::sync::Syncer {
+            flush: std::sync::Arc::new(r2_sync::flush::Flusher::new(cfg.target_dir(), cfg.sync.archive_syncfs)),
             db: Db::new(&cfg.db, "rig").unwrap(),
             storage: Storage::new(&cfg.r2).unwrap(),
             ledger: std::sync::Arc::new(r2_sync::state::Ledger::open(&ledger_path).unwrap()),
