@@ -211,11 +211,12 @@ reset_r2sync() {
     mkdir -p "$DISK/archive" "$WORK/state"
 }
 
-# insert_rows PREFIX COUNT EXT CONTENT_TYPE: approved rows for keys PREFIX/f0001.EXT…
+# insert_rows PREFIX COUNT EXT CONTENT_TYPE SIZE: approved rows for keys PREFIX/f0001.EXT…,
+# with the size the backend records at upload.
 insert_rows() {
-    psql_q -c "INSERT INTO media (user_id, title, original_filename, content_type, r2_key, status,
+    psql_q -c "INSERT INTO media (user_id, title, original_filename, content_type, file_size, r2_key, status,
                    storage_location, approved_at)
-               SELECT 7, 'bench', format('f%s.$3', lpad(g::text, 4, '0')), '$4',
+               SELECT 7, 'bench', format('f%s.$3', lpad(g::text, 4, '0')), '$4', $5,
                       format('$1/f%s.$3', lpad(g::text, 4, '0')), 'approved', 'r2', now()
                FROM generate_series(1, $2) g" >/dev/null
 }
@@ -347,7 +348,7 @@ bench_videos() {
             rclone) rclone_pass videos "$run" videos "$VIDEOS" ;;
             r2sync_c2 | r2sync_c4)
                 reset_r2sync
-                insert_rows videos "$VIDEOS" mp4 video/mp4
+                insert_rows videos "$VIDEOS" mp4 video/mp4 "$VIDEO_BYTES"
                 local conc=()
                 [ "$subject" = r2sync_c4 ] && conc=(SYNC_CONCURRENCY=4)
                 r2_sync_pass videos "$subject" "$run" "$VIDEOS" BATCH_SIZE="$VIDEOS" "${conc[@]}"
@@ -358,16 +359,17 @@ bench_videos() {
     done
 }
 
-# sync_blobs_once SECTION PREFIX COUNT RUN SUBJECT: one timed run of SUBJECT (r2sync, with ffprobe
-# off since the objects are not media, or rclone) over the COUNT objects under PREFIX; sets T_SECS.
+# sync_blobs_once SECTION PREFIX COUNT SIZE RUN SUBJECT: one timed run of SUBJECT (r2sync, with
+# ffprobe off since the objects are not media, or rclone) over the COUNT objects of SIZE bytes
+# under PREFIX; sets T_SECS.
 sync_blobs_once() {
-    local section=$1 prefix=$2 count=$3 run=$4 subject=$5
+    local section=$1 prefix=$2 count=$3 size=$4 run=$5 subject=$6
     upload "$WORK/src/$prefix" "$prefix"
     if [ "$subject" = rclone ]; then
         rclone_pass "$section" "$run" "$prefix" "$count"
     else
         reset_r2sync
-        insert_rows "$prefix" "$count" bin application/octet-stream
+        insert_rows "$prefix" "$count" bin application/octet-stream "$size"
         r2_sync_pass "$section" r2sync "$run" "$count" BATCH_SIZE="$count" VALIDATE_MEDIA=false
     fi
 }
@@ -377,7 +379,7 @@ bench_big() {
     say "row 2: one object of $BIG_BYTES bytes"
     for run in $(seq 1 "$RUNS"); do
         for subject in $(rotate "$run" r2sync rclone); do
-            sync_blobs_once big big 1 "$run" "$subject"
+            sync_blobs_once big big 1 "$BIG_BYTES" "$run" "$subject"
             record big.mbps "$subject" "$run" "$(calc "$BIG_BYTES / $T_SECS / 1e6")"
         done
     done
@@ -388,7 +390,7 @@ bench_small() {
     say "row 3: $SMALL_FILES objects of $SMALL_BYTES bytes"
     for run in $(seq 1 "$RUNS"); do
         for subject in $(rotate "$run" r2sync rclone); do
-            sync_blobs_once small small "$SMALL_FILES" "$run" "$subject"
+            sync_blobs_once small small "$SMALL_FILES" "$SMALL_BYTES" "$run" "$subject"
             record small.fps "$subject" "$run" "$(calc "$SMALL_FILES / $T_SECS")"
         done
     done
@@ -418,7 +420,7 @@ bench_resume() {
                 [ "$(stat -c %s "$DISK/dest/f0001.bin")" -eq "$BIG_BYTES" ] || die "row 4: rclone's copy is incomplete"
             else
                 reset_r2sync
-                insert_rows big 1 bin application/octet-stream
+                insert_rows big 1 bin application/octet-stream "$BIG_BYTES"
                 local part="$DISK/archive/.r2-sync-tmp/1.part"
                 env -i "${R2ENV[@]}" BATCH_SIZE=1 VALIDATE_MEDIA=false "$BIN/r2-sync" sync --once \
                     >"$WORK/logs/resume-r2sync-$run.log" 2>&1 &

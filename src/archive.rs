@@ -336,7 +336,14 @@ mod tests {
             let tmp = root.path().join(format!("t{i}"));
             std::fs::write(&tmp, format!("body{i}")).unwrap();
             let chosen = free_name(root.path(), &rel).unwrap();
-            move_into(root.path(), &tmp, &chosen, format!("{{\"n\":{i}}}").as_bytes(), Durability::Fsync).unwrap();
+            move_into(
+                root.path(),
+                &tmp,
+                &chosen,
+                format!("{{\"n\":{i}}}").as_bytes(),
+                Durability::Fsync,
+            )
+            .unwrap();
             used.push(chosen);
         }
         assert_eq!(used[0], rel);

@@ -299,10 +299,7 @@ impl Db {
         let client = self.client().await?;
         // Statements run per file are prepared once per connection: one round trip each.
         let statement = client.prepare_cached(&sql).await.map_err(query("read row"))?;
-        let row = client
-            .query_opt(&statement, &[&id])
-            .await
-            .map_err(query("read row"))?;
+        let row = client.query_opt(&statement, &[&id]).await.map_err(query("read row"))?;
         Ok(row.as_ref().map(MediaRow::from_row))
     }
 

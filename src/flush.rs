@@ -19,7 +19,7 @@ use tokio::sync::{Mutex, OnceCell};
 /// `statfs(2)` magic numbers of filesystems whose syncfs writes back every dirty inode and
 /// flushes the device before it returns.
 const SYNCFS_HONOURED: &[u64] = &[
-    0xEF53,     // ext2/3/4
+    0xEF53,      // ext2/3/4
     0x5846_5342, // XFS
     0x9123_683E, // Btrfs
     0x2FC1_2FC1, // ZFS
@@ -112,6 +112,15 @@ impl Flusher {
         self.shared().await.is_some()
     }
 
+    /// With shared syncfs, makes everything written under the root before the call durable;
+    /// otherwise does nothing (the caller fsynced what it wrote).
+    pub async fn barrier(&self) -> io::Result<()> {
+        match self.shared().await {
+            Some(shared) => shared.sync().await,
+            None => Ok(()),
+        }
+    }
+
     /// Makes what was written to `file` durable.
     pub async fn data(&self, file: &tokio::fs::File) -> io::Result<()> {
         match self.shared().await {
@@ -152,7 +161,10 @@ mod tests {
     async fn many_callers_share_few_syncfs_calls() {
         let dir = tempfile::tempdir().unwrap();
         let flusher = Arc::new(Flusher::new(dir.path(), true));
-        assert!(flusher.is_shared().await, "the test's temp dir is on a local filesystem");
+        assert!(
+            flusher.is_shared().await,
+            "the test's temp dir is on a local filesystem"
+        );
         let calls: Vec<_> = (0..64)
             .map(|_| {
                 let (flusher, dir) = (Arc::clone(&flusher), dir.path().to_path_buf());

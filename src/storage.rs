@@ -6,8 +6,13 @@ use std::time::Duration;
 use s3::creds::Credentials;
 use s3::error::S3Error;
 use s3::{Bucket, Region};
+use std::sync::{Arc, Mutex};
 use thiserror::Error;
+
+use bytes::Bytes;
+use s3::serde_types::{DeleteObjectsResult, ObjectIdentifier};
 use tokio::io::AsyncWrite;
+use tokio::sync::oneshot;
 
 use crate::config::R2Config;
 
@@ -69,7 +74,18 @@ pub struct ObjectInfo {
 pub struct Storage {
     bucket: Box<Bucket>,
     control: Box<Bucket>,
+    deletes: Arc<DeleteQueue>,
 }
+
+/// Deletes waiting for the request in flight to finish: they go together in the next one.
+#[derive(Default)]
+struct DeleteQueue {
+    waiting: Mutex<Vec<(String, oneshot::Sender<Result<(), StorageError>>)>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// Keys per DeleteObjects request (the S3 limit).
+const MAX_DELETE_BATCH: usize = 1000;
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,6 +93,26 @@ impl std::fmt::Debug for Storage {
             .field("bucket", &self.bucket.name)
             .finish_non_exhaustive()
     }
+}
+
+/// What a DeleteObjects answer says of `key`: deleted (or already gone), refused, or nothing.
+fn delete_outcome(result: &DeleteObjectsResult, key: &str) -> Option<Result<(), StorageError>> {
+    if result.deleted.iter().any(|d| d.key == key) {
+        return Some(Ok(()));
+    }
+    let error = result.errors.iter().find(|e| e.key == key)?;
+    let status = match error.code.as_str() {
+        "NoSuchKey" => return Some(Ok(())),
+        "AccessDenied" => 403,
+        "SlowDown" | "ServiceUnavailable" | "InternalError" => 503,
+        _ => 400,
+    };
+    Some(Err(StorageError::Refused {
+        op: "DELETE",
+        key: key.to_owned(),
+        status,
+        body: format!("{}: {}", error.code, error.message),
+    }))
 }
 
 /// `"abc"` → `abc`; also drops a weak `W/` prefix.
@@ -98,7 +134,11 @@ impl Storage {
         let control = bucket
             .with_request_timeout(CONTROL_TIMEOUT)
             .map_err(|e| StorageError::Setup(e.to_string()))?;
-        Ok(Self { bucket, control })
+        Ok(Self {
+            bucket,
+            control,
+            deletes: Arc::default(),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -139,6 +179,31 @@ impl Storage {
         })
     }
 
+    /// The object's first `len` bytes (`len` > 0) and what a HEAD would say, in one request:
+    /// a small object needs no other. An empty object, which has no range to ask for, is
+    /// answered by a HEAD.
+    pub async fn get_start(&self, key: &str, len: u64) -> Result<(ObjectInfo, Bytes), StorageError> {
+        let response = match self.control.get_object_range(key, 0, Some(len.max(1) - 1)).await {
+            Ok(response) => response,
+            Err(S3Error::HttpFailWithBody(416, _)) => return Ok((self.head(key).await?, Bytes::new())),
+            Err(e) => return Err(Self::classify("GET", key, e)),
+        };
+        let headers = response.headers();
+        let body = response.into_bytes();
+        // 206: "bytes 0-N/TOTAL"; a server that ignored the range sent it all (200).
+        let size = headers
+            .get("content-range")
+            .and_then(|range| range.rsplit_once('/'))
+            .and_then(|(_, total)| total.trim().parse().ok())
+            .unwrap_or(body.len() as u64);
+        let info = ObjectInfo {
+            size,
+            etag: headers.get("etag").map(|e| normalize_etag(e)).unwrap_or_default(),
+            content_type: headers.get("content-type").cloned(),
+        };
+        Ok((info, body))
+    }
+
     /// Streams the object from byte `start` (to `end` inclusive, or the end) into `writer`,
     /// only if its ETag is still `etag`.
     pub async fn download<W>(
@@ -176,7 +241,53 @@ impl Storage {
     }
 
     /// Deletes the object. Deleting one that is already gone succeeds (S3 semantics).
+    /// Deletes asked for while another is in flight share the next request (DeleteObjects):
+    /// files finishing together cost the bucket one request, not one each.
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let (tx, mut rx) = oneshot::channel();
+        self.deletes
+            .waiting
+            .lock()
+            .expect("delete queue poisoned")
+            .push((key.to_owned(), tx));
+        let _turn = self.deletes.turn.lock().await;
+        if let Ok(answered) = rx.try_recv() {
+            return answered;
+        }
+        let mut waiting = std::mem::take(&mut *self.deletes.waiting.lock().expect("delete queue poisoned"));
+        while !waiting.is_empty() {
+            let rest = waiting.split_off(waiting.len().min(MAX_DELETE_BATCH));
+            self.delete_batch(waiting).await;
+            waiting = rest;
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(StorageError::Setup("a delete batch was dropped".into())))
+    }
+
+    /// Sends one DeleteObjects request for `batch` and answers each key; keys it does not
+    /// settle (and every key, if the request fails) are deleted one by one.
+    async fn delete_batch(&self, batch: Vec<(String, oneshot::Sender<Result<(), StorageError>>)>) {
+        let result = match batch.len() {
+            1 => None,
+            _ => {
+                let ids: Vec<ObjectIdentifier> = batch
+                    .iter()
+                    .map(|(key, _)| ObjectIdentifier::new(key.clone()))
+                    .collect();
+                self.control.delete_objects(ids).await.ok()
+            }
+        };
+        for (key, tx) in batch {
+            let settled = result.as_ref().and_then(|r| delete_outcome(r, &key));
+            let outcome = match settled {
+                Some(outcome) => outcome,
+                None => self.delete_one(&key).await,
+            };
+            let _ = tx.send(outcome);
+        }
+    }
+
+    async fn delete_one(&self, key: &str) -> Result<(), StorageError> {
         match self.control.delete_object(key).await {
             Ok(_) | Err(S3Error::HttpFailWithBody(404, _)) => Ok(()),
             Err(e) => Err(Self::classify("DELETE", key, e)),
@@ -233,5 +344,47 @@ mod tests {
             etag: "e".into()
         }
         .is_transient());
+    }
+    use s3::serde_types::{DeleteError, DeletedObject};
+
+    fn answer(deleted: &[&str], errors: &[(&str, &str)]) -> DeleteObjectsResult {
+        DeleteObjectsResult {
+            deleted: deleted
+                .iter()
+                .map(|key| DeletedObject {
+                    key: (*key).into(),
+                    version_id: None,
+                    delete_marker: None,
+                    delete_marker_version_id: None,
+                })
+                .collect(),
+            errors: errors
+                .iter()
+                .map(|(key, code)| DeleteError {
+                    key: (*key).into(),
+                    code: (*code).into(),
+                    message: "no".into(),
+                    version_id: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn batch_answers_settle_each_key_or_leave_it_to_a_single_delete() {
+        let r = answer(
+            &["a"],
+            &[("gone", "NoSuchKey"), ("busy", "SlowDown"), ("denied", "AccessDenied")],
+        );
+        assert!(matches!(delete_outcome(&r, "a"), Some(Ok(()))));
+        assert!(matches!(delete_outcome(&r, "gone"), Some(Ok(()))));
+        let busy = delete_outcome(&r, "busy").unwrap().unwrap_err();
+        assert!(busy.is_transient(), "{busy}");
+        let denied = delete_outcome(&r, "denied").unwrap().unwrap_err();
+        assert!(
+            !denied.is_transient() && denied.to_string().contains("AccessDenied"),
+            "{denied}"
+        );
+        assert!(delete_outcome(&r, "unmentioned").is_none());
     }
 }

@@ -102,7 +102,11 @@ async fn a_row_rejected_while_r2_sync_was_down_is_abandoned_at_start_up() {
     let rig = Rig::new().await;
     let seeded = seed(&rig).await;
     let big = &seeded[0];
-    let crashed = run(&rig, Some("download@100000")).await;
+    // Past the big file's first checkpoint (the ledger then knows the partial download for
+    // sure), and past anything the two small files can reach.
+    let offset = 2 * r2_sync::sync::download::SEGMENT + 1;
+    assert!(seeded[1..].iter().all(|s| s.size < offset) && big.size > offset);
+    let crashed = run(&rig, Some(&format!("download@{offset}"))).await;
     assert!(!crashed.status.success(), "the crash fired");
     let part = rig.archive_dir().join(".r2-sync-tmp").join(format!("{}.part", big.id));
     assert!(part.exists(), "a partial download was left behind");

@@ -302,3 +302,37 @@ async fn shadow_failures_owe_nothing_and_dry_run_creates_nothing() {
     assert_eq!(row(&rig, id).await.0, "failed");
     assert_eq!(common::invariants::audits(&rig, id, "media.sync_failed").await, 1);
 }
+
+/// Objects the row says are small are fetched by one GET that also stands in for the HEAD,
+/// whether the row's size is right or understated (the rest is then streamed), and empty
+/// objects too; rows without a size take the HEAD path. Both ways of making files durable
+/// (shared syncfs, per-file fsync) archive every byte.
+#[tokio::test]
+async fn row_sizes_right_wrong_or_missing_archive_every_byte_with_either_durability() {
+    let random = |n: usize| (0..n).map(|_| rand::random::<u8>()).collect::<Vec<u8>>();
+    for syncfs in ["true", "false"] {
+        let rig = Rig::new().await;
+        let cases = [
+            ("blobs/exact.bin", random(300_000), Some(300_000)),
+            ("blobs/understated.bin", random(3 << 20), Some(1_000)),
+            ("blobs/empty.bin", Vec::new(), Some(0)),
+            ("blobs/unknown.bin", random(5_000), None),
+        ];
+        let mut ids = Vec::new();
+        for (key, bytes, size) in &cases {
+            rig.storage().put(key, bytes, "application/octet-stream").await.unwrap();
+            let mut m = NewMedia::approved(key, "blob.bin");
+            m.file_size = *size;
+            ids.push(rig.insert_media(&m).await);
+        }
+        let (code, logs) = sync_once(&rig, &[("VALIDATE_MEDIA", "false"), ("ARCHIVE_SYNCFS", syncfs)]).await;
+        assert_eq!(code, Some(0), "ARCHIVE_SYNCFS={syncfs}: {logs}");
+        for ((key, bytes, _), id) in cases.iter().zip(&ids) {
+            let (status, path) = row(&rig, *id).await;
+            assert_eq!(status, "archived", "{key}, ARCHIVE_SYNCFS={syncfs}: {logs}");
+            let file = rig.archive_dir().join(path.expect("archived rows have a path"));
+            assert!(std::fs::read(&file).unwrap() == *bytes, "{key}: archived bytes differ");
+            assert!(!in_bucket(&rig, key).await, "{key} is deleted from the bucket");
+        }
+    }
+}

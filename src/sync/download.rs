@@ -17,7 +17,7 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio_util::sync::CancellationToken;
 
-use super::hashing::Hashes;
+use super::hashing::{Digests, Hashes};
 use crate::flush::Flusher;
 use crate::storage::{ObjectInfo, Storage, StorageError};
 
@@ -191,14 +191,25 @@ pub struct Request<'a> {
     pub object: &'a ObjectInfo,
     pub temp: PathBuf,
     pub resume_from: u64,
+    /// The object's first bytes, already fetched (with `resume_from` 0), maybe all of it.
+    pub prefix: Bytes,
     pub shutdown: &'a CancellationToken,
     pub log: &'a slog::Logger,
 }
 
 /// Downloads the rest of the object and verifies the whole file.
 pub async fn run(req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Downloaded, DownloadError> {
+    if req.resume_from == 0 && req.prefix.len() as u64 == req.object.size {
+        return store_whole(&req).await;
+    }
     let hashes = Hashes::start(etag_is_md5(&req.object.etag), req.object.size);
     let (mut writer, written) = open_resumed(&req.temp, req.resume_from, req.object.size, hashes).await?;
+    if !req.prefix.is_empty() {
+        writer
+            .write_all(&req.prefix)
+            .await
+            .map_err(DownloadError::disk(&req.temp))?;
+    }
     let start = written.load(Ordering::Relaxed);
     let total = req.object.size;
     let result = {
@@ -223,6 +234,36 @@ pub async fn run(req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Downloa
     Ok(Downloaded {
         sha256: digests.sha256,
         fetched: size - start,
+    })
+}
+
+/// An object fetched whole with its first request: hashed, written and (unless the
+/// filesystem's flush is shared) fsynced in one trip to a blocking thread.
+async fn store_whole(req: &Request<'_>) -> Result<Downloaded, DownloadError> {
+    let body = req.prefix.clone();
+    let temp = req.temp.clone();
+    let with_md5 = etag_is_md5(&req.object.etag);
+    let fsync = !req.flush.is_shared().await;
+    let digests = tokio::task::spawn_blocking(move || -> std::io::Result<Digests> {
+        let digests = Digests::of(&body, with_md5);
+        let mut file = std::fs::File::create(&temp)?;
+        std::io::Write::write_all(&mut file, &body)?;
+        crate::fault::bytes(body.len() as u64);
+        if fsync {
+            file.sync_data()?;
+        }
+        Ok(digests)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|written| written)
+    .map_err(DownloadError::disk(&req.temp))?;
+    req.flush.barrier().await.map_err(DownloadError::disk(&req.temp))?;
+    let size = req.prefix.len() as u64;
+    verify(req.object, size, digests.md5.as_deref())?;
+    Ok(Downloaded {
+        sha256: digests.sha256,
+        fetched: size,
     })
 }
 

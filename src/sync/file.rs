@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytes::Bytes;
 use slog::{info, o, warn, Logger};
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +16,8 @@ use crate::probe::{self, ProbeSummary};
 use crate::state::{entry::now_secs, Entry, Stage};
 use crate::storage::StorageError;
 
+/// Objects up to this size (by the row's `file_size`) are fetched whole by one GET.
+const WHOLE_IN_ONE_GET: u64 = 1 << 20;
 /// Download attempts that end in a size or checksum mismatch before the file is failed.
 const MAX_CORRUPT_DOWNLOADS: u32 = 3;
 /// Transfer attempts in a row without progress, within one pass, before the file waits for
@@ -122,7 +125,9 @@ impl Syncer {
                 let rel = self.archive_path_for(row)?;
                 entry.archive_path = Some(rel.display().to_string());
             }
-            self.fetch_with_retries(entry, shutdown, transfers, log).await?;
+            let size_hint = row.file_size.and_then(|size| u64::try_from(size).ok());
+            self.fetch_with_retries(entry, size_hint, shutdown, transfers, log)
+                .await?;
         }
         if entry.stage == Stage::Downloaded {
             self.place(row, entry, shutdown, log).await?;
@@ -158,6 +163,7 @@ impl Syncer {
     async fn fetch_with_retries(
         &self,
         entry: &mut Entry,
+        size_hint: Option<u64>,
         shutdown: &CancellationToken,
         transfers: &tokio::sync::Semaphore,
         log: &Logger,
@@ -165,7 +171,7 @@ impl Syncer {
         let mut fruitless = 0;
         loop {
             let before = entry.bytes_done;
-            match self.fetch(entry, shutdown, transfers, log).await {
+            match self.fetch(entry, size_hint, shutdown, transfers, log).await {
                 Err(Trouble::Transient(reason)) => {
                     fruitless = if entry.bytes_done > before { 0 } else { fruitless + 1 };
                     if fruitless >= IN_PASS_ATTEMPTS {
@@ -184,16 +190,27 @@ impl Syncer {
         }
     }
 
-    /// Claimed/Downloading → Downloaded.
+    /// Claimed/Downloading → Downloaded. `size_hint`: the row's `file_size`.
     async fn fetch(
         &self,
         entry: &mut Entry,
+        size_hint: Option<u64>,
         shutdown: &CancellationToken,
         transfers: &tokio::sync::Semaphore,
         log: &Logger,
     ) -> Result<(), Trouble> {
-        let object = match self.storage.head(&entry.r2_key).await {
-            Ok(o) => o,
+        // A fresh download of what the row says is a small object starts with a GET of its
+        // first bytes, which also tells what a HEAD would: one request instead of two (the
+        // row's size may be wrong; a bigger object is continued from there).
+        let small = entry.bytes_done == 0 && size_hint.is_some_and(|size| size <= WHOLE_IN_ONE_GET);
+        let answer = if small {
+            let _permit = transfers.acquire().await.expect("the semaphore is never closed");
+            self.storage.get_start(&entry.r2_key, WHOLE_IN_ONE_GET).await
+        } else {
+            self.storage.head(&entry.r2_key).await.map(|o| (o, Bytes::new()))
+        };
+        let (object, prefix) = match answer {
+            Ok(answer) => answer,
             Err(StorageError::NotFound { .. }) => {
                 return Err(Trouble::Permanent("object is gone from the bucket".into()))
             }
@@ -238,6 +255,7 @@ impl Syncer {
             object: &object,
             temp: temp.clone(),
             resume_from: entry.bytes_done,
+            prefix,
             shutdown,
             log,
         };
@@ -392,7 +410,11 @@ impl Syncer {
         } else {
             archive::Durability::Fsync
         };
-        let dir = root.join(&rel).parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
+        let dir = root
+            .join(&rel)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| root.to_path_buf());
         let root = root.to_path_buf();
         tokio::task::spawn_blocking(move || archive::move_into(&root, &temp, &rel, &sidecar, durability))
             .await
@@ -400,7 +422,9 @@ impl Syncer {
             .map_err(archive_trouble)?;
         if durability == archive::Durability::Caller {
             let flushed = self.flush.entries(&dir).await;
-            flushed.map_err(archive::ArchiveError::io("flush", &dir)).map_err(archive_trouble)?;
+            flushed
+                .map_err(archive::ArchiveError::io("flush", &dir))
+                .map_err(archive_trouble)?;
         }
         crate::fault::point("after_rename");
         // Recorded with the next stage change: a crash before it finds the file at the

@@ -55,6 +55,16 @@ pub struct Digests {
     pub sha256: String,
 }
 
+impl Digests {
+    /// The digests of a body held in memory, computed on the calling thread.
+    pub fn of(body: &[u8], with_md5: bool) -> Self {
+        Digests {
+            md5: with_md5.then(|| hex::encode(Md5::digest(body))),
+            sha256: hex::encode(Sha256::digest(body)),
+        }
+    }
+}
+
 impl Hashes {
     /// Hashes for an object of `size` bytes.
     pub fn start(with_md5: bool, size: u64) -> Self {
