@@ -1,6 +1,7 @@
 //! The backend's PostgreSQL: claiming approved rows, recording outcomes, and looking up
 //! archived files. Every name assumed about the backend's schema lives in [`names`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -9,6 +10,7 @@ use serde_json::Value;
 use thiserror::Error;
 use tokio_postgres::{NoTls, Row};
 
+use crate::coalesce::Coalescer;
 use crate::config::{DbConfig, SslMode};
 
 mod tls;
@@ -116,6 +118,14 @@ pub enum Outcome {
 pub struct Db {
     pool: Pool,
     owner: String,
+    records: Arc<Coalescer<ArchivedRecord, Result<Outcome, DbError>>>,
+}
+
+/// One file's archived record, waiting for its transaction.
+struct ArchivedRecord {
+    id: i64,
+    archive_path: String,
+    details: Value,
 }
 
 impl std::fmt::Debug for Db {
@@ -166,6 +176,7 @@ impl Db {
         Ok(Self {
             pool,
             owner: owner.into(),
+            records: Arc::default(),
         })
     }
 
@@ -304,7 +315,35 @@ impl Db {
     }
 
     /// approved → archived, plus one `media.archived` audit row, in one transaction.
+    /// Records asked for while another is being written share the next transaction (one
+    /// commit, one WAL flush for all); if that transaction fails, each is tried on its own,
+    /// so that one row cannot hold back the others.
     pub async fn record_archived(&self, id: i64, archive_path: &str, details: &Value) -> Result<Outcome, DbError> {
+        let record = ArchivedRecord {
+            id,
+            archive_path: archive_path.to_owned(),
+            details: details.clone(),
+        };
+        let batch = |records: Vec<ArchivedRecord>| async move {
+            if records.len() > 1 {
+                if let Ok(outcomes) = self.record_archived_txn(&records).await {
+                    return outcomes.into_iter().map(Ok).collect();
+                }
+            }
+            let mut answers = Vec::with_capacity(records.len());
+            for record in &records {
+                let one = self.record_archived_txn(std::slice::from_ref(record)).await;
+                answers.push(one.map(|mut outcomes| outcomes.remove(0)));
+            }
+            answers
+        };
+        self.records
+            .submit(record, batch)
+            .await
+            .unwrap_or_else(|| Err(DbError::Unreachable("a record batch was dropped".into())))
+    }
+
+    async fn record_archived_txn(&self, records: &[ArchivedRecord]) -> Result<Vec<Outcome>, DbError> {
         let mut client = self.client().await?;
         let txn = client.transaction().await.map_err(query("begin"))?;
         let mark = txn
@@ -314,36 +353,35 @@ impl Db {
             )
             .await
             .map_err(query("mark archived"))?;
-        let moved = txn
-            .execute(
-                &mark,
-                &[
-                    &id,
-                    &names::STATUS_ARCHIVED,
-                    &names::LOCATION_UNRAID,
-                    &archive_path,
-                    &names::STATUS_APPROVED,
-                ],
-            )
-            .await
-            .map_err(query("mark archived"))?;
-        if moved == 0 {
-            let current = txn
-                .query_opt("SELECT status, archive_path FROM media WHERE id = $1", &[&id])
+        let mut outcomes = Vec::with_capacity(records.len());
+        for ArchivedRecord {
+            id,
+            archive_path,
+            details,
+        } in records
+        {
+            let moved = txn
+                .execute(
+                    &mark,
+                    &[
+                        id,
+                        &names::STATUS_ARCHIVED,
+                        &names::LOCATION_UNRAID,
+                        archive_path,
+                        &names::STATUS_APPROVED,
+                    ],
+                )
                 .await
-                .map_err(query("read status"))?;
-            let status: Option<String> = current.as_ref().map(|r| r.get(0));
-            let path: Option<String> = current.as_ref().and_then(|r| r.get(1));
-            let replay = status.as_deref() == Some(names::STATUS_ARCHIVED) && path.as_deref() == Some(archive_path);
-            return Ok(if replay {
-                Outcome::AlreadyApplied
-            } else {
-                Outcome::NotApproved { status }
-            });
+                .map_err(query("mark archived"))?;
+            if moved == 0 {
+                outcomes.push(not_moved(&txn, *id, archive_path).await?);
+                continue;
+            }
+            insert_audit(&txn, *id, names::AUDIT_ARCHIVED, details).await?;
+            outcomes.push(Outcome::Applied);
         }
-        insert_audit(&txn, id, names::AUDIT_ARCHIVED, details).await?;
         txn.commit().await.map_err(query("commit archived"))?;
-        Ok(Outcome::Applied)
+        Ok(outcomes)
     }
 
     /// approved → failed, plus one `media.sync_failed` audit row with the reason.
@@ -388,6 +426,23 @@ impl Db {
             .map_err(query("find archived path"))?;
         Ok(row.as_ref().map(MediaRow::from_row))
     }
+}
+
+/// Why a row did not move to archived: this very change was applied before, or the row is
+/// no longer approved.
+async fn not_moved(txn: &deadpool_postgres::Transaction<'_>, id: i64, archive_path: &str) -> Result<Outcome, DbError> {
+    let current = txn
+        .query_opt("SELECT status, archive_path FROM media WHERE id = $1", &[&id])
+        .await
+        .map_err(query("read status"))?;
+    let status: Option<String> = current.as_ref().map(|r| r.get(0));
+    let path: Option<String> = current.as_ref().and_then(|r| r.get(1));
+    let replay = status.as_deref() == Some(names::STATUS_ARCHIVED) && path.as_deref() == Some(archive_path);
+    Ok(if replay {
+        Outcome::AlreadyApplied
+    } else {
+        Outcome::NotApproved { status }
+    })
 }
 
 async fn insert_audit(

@@ -4,6 +4,7 @@ pub mod app;
 pub mod archive;
 pub mod check;
 pub mod cli;
+pub mod coalesce;
 pub mod config;
 pub mod db;
 pub mod fault;

@@ -1,19 +1,18 @@
 //! The bucket (Cloudflare R2, or any S3-compatible server): rust-s3 with a custom endpoint,
 //! path-style addressing and region `auto`, exactly as R2 wants it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use s3::creds::Credentials;
 use s3::error::S3Error;
-use s3::{Bucket, Region};
-use std::sync::{Arc, Mutex};
-use thiserror::Error;
-
-use bytes::Bytes;
 use s3::serde_types::{DeleteObjectsResult, ObjectIdentifier};
+use s3::{Bucket, Region};
+use thiserror::Error;
 use tokio::io::AsyncWrite;
-use tokio::sync::oneshot;
 
+use crate::coalesce::Coalescer;
 use crate::config::R2Config;
 
 /// Timeout for small requests (HEAD, DELETE, LIST). Downloads have a stall watchdog instead,
@@ -74,14 +73,7 @@ pub struct ObjectInfo {
 pub struct Storage {
     bucket: Box<Bucket>,
     control: Box<Bucket>,
-    deletes: Arc<DeleteQueue>,
-}
-
-/// Deletes waiting for the request in flight to finish: they go together in the next one.
-#[derive(Default)]
-struct DeleteQueue {
-    waiting: Mutex<Vec<(String, oneshot::Sender<Result<(), StorageError>>)>>,
-    turn: tokio::sync::Mutex<()>,
+    deletes: Arc<Coalescer<String, Result<(), StorageError>>>,
 }
 
 /// Keys per DeleteObjects request (the S3 limit).
@@ -244,47 +236,38 @@ impl Storage {
     /// Deletes asked for while another is in flight share the next request (DeleteObjects):
     /// files finishing together cost the bucket one request, not one each.
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        let (tx, mut rx) = oneshot::channel();
+        let batch = |keys: Vec<String>| async move {
+            let mut answers = Vec::with_capacity(keys.len());
+            for chunk in keys.chunks(MAX_DELETE_BATCH) {
+                answers.extend(self.delete_batch(chunk).await);
+            }
+            answers
+        };
         self.deletes
-            .waiting
-            .lock()
-            .expect("delete queue poisoned")
-            .push((key.to_owned(), tx));
-        let _turn = self.deletes.turn.lock().await;
-        if let Ok(answered) = rx.try_recv() {
-            return answered;
-        }
-        let mut waiting = std::mem::take(&mut *self.deletes.waiting.lock().expect("delete queue poisoned"));
-        while !waiting.is_empty() {
-            let rest = waiting.split_off(waiting.len().min(MAX_DELETE_BATCH));
-            self.delete_batch(waiting).await;
-            waiting = rest;
-        }
-        rx.await
-            .unwrap_or_else(|_| Err(StorageError::Setup("a delete batch was dropped".into())))
+            .submit(key.to_owned(), batch)
+            .await
+            .unwrap_or_else(|| Err(StorageError::Setup("a delete batch was dropped".into())))
     }
 
     /// Sends one DeleteObjects request for `batch` and answers each key; keys it does not
     /// settle (and every key, if the request fails) are deleted one by one.
-    async fn delete_batch(&self, batch: Vec<(String, oneshot::Sender<Result<(), StorageError>>)>) {
-        let result = match batch.len() {
+    async fn delete_batch(&self, keys: &[String]) -> Vec<Result<(), StorageError>> {
+        let result = match keys.len() {
             1 => None,
             _ => {
-                let ids: Vec<ObjectIdentifier> = batch
-                    .iter()
-                    .map(|(key, _)| ObjectIdentifier::new(key.clone()))
-                    .collect();
+                let ids: Vec<ObjectIdentifier> = keys.iter().map(ObjectIdentifier::new).collect();
                 self.control.delete_objects(ids).await.ok()
             }
         };
-        for (key, tx) in batch {
-            let settled = result.as_ref().and_then(|r| delete_outcome(r, &key));
-            let outcome = match settled {
+        let mut answers = Vec::with_capacity(keys.len());
+        for key in keys {
+            let settled = result.as_ref().and_then(|r| delete_outcome(r, key));
+            answers.push(match settled {
                 Some(outcome) => outcome,
-                None => self.delete_one(&key).await,
-            };
-            let _ = tx.send(outcome);
+                None => self.delete_one(key).await,
+            });
         }
+        answers
     }
 
     async fn delete_one(&self, key: &str) -> Result<(), StorageError> {
