@@ -119,6 +119,7 @@ pub struct Db {
     pool: Pool,
     owner: String,
     records: Arc<Coalescer<ArchivedRecord, Result<Outcome, DbError>>>,
+    reads: Arc<Coalescer<i64, Result<Option<MediaRow>, DbError>>>,
 }
 
 /// One file's archived record, waiting for its transaction.
@@ -177,6 +178,7 @@ impl Db {
             pool,
             owner: owner.into(),
             records: Arc::default(),
+            reads: Arc::default(),
         })
     }
 
@@ -305,13 +307,33 @@ impl Db {
         Ok(())
     }
 
+    /// The row as it is now. Reads asked for while another is in flight share the next query.
     pub async fn row(&self, id: i64) -> Result<Option<MediaRow>, DbError> {
-        let sql = format!("SELECT {MEDIA_COLUMNS} FROM media WHERE id = $1");
+        let batch = |ids: Vec<i64>| async move {
+            match self.rows(&ids).await {
+                Ok(rows) => ids
+                    .iter()
+                    .map(|id| Ok(rows.iter().find(|row| row.id == *id).cloned()))
+                    .collect(),
+                Err(e) => {
+                    let reason = e.to_string();
+                    ids.iter().map(|_| Err(DbError::Unreachable(reason.clone()))).collect()
+                }
+            }
+        };
+        self.reads
+            .submit(id, batch)
+            .await
+            .unwrap_or_else(|| Err(DbError::Unreachable("a read batch was dropped".into())))
+    }
+
+    async fn rows(&self, ids: &[i64]) -> Result<Vec<MediaRow>, DbError> {
+        let sql = format!("SELECT {MEDIA_COLUMNS} FROM media WHERE id = ANY($1)");
         let client = self.client().await?;
         // Statements run per file are prepared once per connection: one round trip each.
-        let statement = client.prepare_cached(&sql).await.map_err(query("read row"))?;
-        let row = client.query_opt(&statement, &[&id]).await.map_err(query("read row"))?;
-        Ok(row.as_ref().map(MediaRow::from_row))
+        let statement = client.prepare_cached(&sql).await.map_err(query("read rows"))?;
+        let rows = client.query(&statement, &[&ids]).await.map_err(query("read rows"))?;
+        Ok(rows.iter().map(MediaRow::from_row).collect())
     }
 
     /// approved → archived, plus one `media.archived` audit row, in one transaction.

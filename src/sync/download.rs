@@ -57,6 +57,16 @@ pub enum DownloadError {
 }
 
 impl DownloadError {
+    /// The archive's filesystem is full (or over quota).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            DownloadError::Disk { source, .. } | DownloadError::Storage(StorageError::Local { source, .. }) => {
+                crate::archive::is_disk_full(source)
+            }
+            _ => false,
+        }
+    }
+
     fn disk(path: &Path) -> impl FnOnce(std::io::Error) -> DownloadError + '_ {
         move |source| DownloadError::Disk {
             path: path.display().to_string(),
@@ -217,7 +227,16 @@ pub async fn run(req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Downloa
         let watch = watch_progress(req.log.clone(), Arc::clone(&written), start, total);
         let result = fetch_segments(&req, &mut writer, &written, checkpoint).await;
         watch.abort();
-        result
+        match result {
+            Err(e) if e.is_disk_full() => {
+                // Give the space back (close and remove) before the next transfer starts
+                // writing into the same full disk; the download starts over anyway.
+                drop(writer);
+                let _ = tokio::fs::remove_file(&req.temp).await;
+                return Err(e);
+            }
+            other => other,
+        }
     };
     // Whatever happened, make what was written durable and record it before returning.
     let durable = sync(&mut writer, &req).await;

@@ -302,8 +302,8 @@ impl Syncer {
                     Trouble::Transient(e.to_string())
                 }
             }
-            DownloadError::Disk { ref source, .. } | DownloadError::Storage(StorageError::Local { ref source, .. }) => {
-                let full = archive::is_disk_full(source);
+            DownloadError::Disk { .. } | DownloadError::Storage(StorageError::Local { .. }) => {
+                let full = e.is_disk_full();
                 restart(entry);
                 if full {
                     Trouble::DiskFull(e.to_string())
