@@ -38,6 +38,17 @@ pub(super) enum Trouble {
     Abandon(String),
 }
 
+/// What a transfer needs besides its ledger entry.
+#[derive(Clone, Copy)]
+struct Transfer<'a> {
+    /// The row's `file_size`: what the backend was told at upload, maybe wrong.
+    size_hint: Option<u64>,
+    shutdown: &'a CancellationToken,
+    /// Bounds the transfers under way (`SYNC_CONCURRENCY`).
+    transfers: &'a tokio::sync::Semaphore,
+    log: &'a Logger,
+}
+
 /// Backoff before the next attempt: 30 s doubling per attempt, capped at 6 h, ±20 % jitter.
 pub fn backoff_secs(attempts: u32) -> u64 {
     let base = 30u64.saturating_mul(1 << attempts.min(10)).min(6 * 3600);
@@ -125,9 +136,13 @@ impl Syncer {
                 let rel = self.archive_path_for(row)?;
                 entry.archive_path = Some(rel.display().to_string());
             }
-            let size_hint = row.file_size.and_then(|size| u64::try_from(size).ok());
-            self.fetch_with_retries(entry, size_hint, shutdown, transfers, log)
-                .await?;
+            let transfer = Transfer {
+                size_hint: row.file_size.and_then(|size| u64::try_from(size).ok()),
+                shutdown,
+                transfers,
+                log,
+            };
+            self.fetch_with_retries(entry, transfer).await?;
         }
         if entry.stage == Stage::Downloaded {
             self.place(row, entry, shutdown, log).await?;
@@ -160,18 +175,12 @@ impl Syncer {
     /// not cost a whole `SYNC_INTERVAL`) for as long as attempts make progress; after
     /// [`IN_PASS_ATTEMPTS`] attempts in a row without progress, later passes retry with
     /// [`backoff_secs`].
-    async fn fetch_with_retries(
-        &self,
-        entry: &mut Entry,
-        size_hint: Option<u64>,
-        shutdown: &CancellationToken,
-        transfers: &tokio::sync::Semaphore,
-        log: &Logger,
-    ) -> Result<(), Trouble> {
+    async fn fetch_with_retries(&self, entry: &mut Entry, transfer: Transfer<'_>) -> Result<(), Trouble> {
+        let Transfer { shutdown, log, .. } = transfer;
         let mut fruitless = 0;
         loop {
             let before = entry.bytes_done;
-            match self.fetch(entry, size_hint, shutdown, transfers, log).await {
+            match self.fetch(entry, transfer).await {
                 Err(Trouble::Transient(reason)) => {
                     fruitless = if entry.bytes_done > before { 0 } else { fruitless + 1 };
                     if fruitless >= IN_PASS_ATTEMPTS {
@@ -190,15 +199,14 @@ impl Syncer {
         }
     }
 
-    /// Claimed/Downloading → Downloaded. `size_hint`: the row's `file_size`.
-    async fn fetch(
-        &self,
-        entry: &mut Entry,
-        size_hint: Option<u64>,
-        shutdown: &CancellationToken,
-        transfers: &tokio::sync::Semaphore,
-        log: &Logger,
-    ) -> Result<(), Trouble> {
+    /// Claimed/Downloading → Downloaded.
+    async fn fetch(&self, entry: &mut Entry, transfer: Transfer<'_>) -> Result<(), Trouble> {
+        let Transfer {
+            size_hint,
+            shutdown,
+            transfers,
+            log,
+        } = transfer;
         // A fresh download of what the row says is a small object starts with a GET of its
         // first bytes, which also tells what a HEAD would: one request instead of two (the
         // row's size may be wrong; a bigger object is continued from there).
