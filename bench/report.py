@@ -162,8 +162,9 @@ SECTIONS = [
 
 def resources_table(values) -> list[str]:
     out = [
-        "| measure | tool | wall s | CPU s (user+sys) | CPU % of one core | peak RSS MiB | S3 server CPU s |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| measure | tool | wall s | CPU s (user+sys) | CPU % of one core | peak RSS MiB | S3 server CPU s "
+        "| PostgreSQL CPU s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for section, label, subjects in SECTIONS:
         for s in subjects:
@@ -173,8 +174,9 @@ def resources_table(values) -> list[str]:
             cpu = median(values, f"{section}.cpu_s", s)
             rss = median(values, f"{section}.rss_mib", s)
             s3 = median(values, f"{section}.s3cpu_s", s)
+            pg = median(values, f"{section}.pgcpu_s", s)
             pct = f"{100 * cpu / wall:.0f}" if cpu is not None and wall else "—"
-            out.append(f"| {label} | {s} | {fmt(wall)} | {fmt(cpu)} | {pct} | {fmt(rss)} | {fmt(s3)} |")
+            out.append(f"| {label} | {s} | {fmt(wall)} | {fmt(cpu)} | {pct} | {fmt(rss)} | {fmt(s3)} | {fmt(pg)} |")
     return out
 
 

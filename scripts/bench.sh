@@ -156,6 +156,17 @@ start_s3() {
 s3_sent() { curl -fsS "$S3_URL/_stats" | sed -n 's/.*"get_body_bytes":\([0-9]*\).*/\1/p'; }
 # CPU seconds (user+sys) the S3 server has used so far.
 s3_cpu() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$S3_PID/stat"; }
+# CPU seconds PostgreSQL has used so far: its processes now, plus the backends that have
+# exited (the postmaster's reaped children, its cutime + cstime).
+pg_cpu() {
+    local pm
+    pm=$(pgrep -o -x postgres) || {
+        echo 0
+        return
+    }
+    for p in $(pgrep -x postgres); do cat "/proc/$p/stat" 2>/dev/null || true; done |
+        awk -v pm="$pm" '{ s += $14 + $15; if ($1 == pm) s += $16 + $17 } END { printf "%.2f", s / 100 }'
+}
 
 create_db() {
     DB="r2sync_bench_$$"
@@ -248,8 +259,9 @@ timed() {
     local label="$section-$subject-$run"
     local tf="$WORK/logs/$label.time" log="$WORK/logs/$label.log"
     sync
-    local c0 c1 t0 t1
+    local c0 c1 p0 p1 t0 t1
     c0=$(s3_cpu)
+    p0=$(pg_cpu)
     t0=$EPOCHREALTIME
     local rc=0
     /usr/bin/time -v -o "$tf" "$@" >"$log" 2>&1 || rc=$?
@@ -259,6 +271,7 @@ timed() {
     fi
     t1=$EPOCHREALTIME
     c1=$(s3_cpu)
+    p1=$(pg_cpu)
     T_SECS=$(elapsed "$t0" "$t1")
     local rss_kb cpu
     rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$tf")
@@ -267,6 +280,7 @@ timed() {
     record "$section.cpu_s" "$subject" "$run" "$cpu"
     record "$section.rss_mib" "$subject" "$run" "$(calc "$rss_kb / 1024")"
     record "$section.s3cpu_s" "$subject" "$run" "$(calc "$c1 - $c0")"
+    record "$section.pgcpu_s" "$subject" "$run" "$(calc "$p1 - $p0")"
     say "  $label: ${T_SECS}s, CPU ${cpu}s, peak RSS $((rss_kb / 1024)) MiB"
 }
 
