@@ -1,6 +1,7 @@
 //! Requests that arrive while a batch is being handled wait for the next one: callers that
 //! finish together share one round trip (one DeleteObjects request, one PostgreSQL
-//! transaction) instead of paying one each. A caller alone is a batch of one, at once.
+//! transaction, one syncfs) instead of paying one each. A caller alone is a batch of one, at
+//! once.
 
 use std::future::Future;
 use std::sync::Mutex;

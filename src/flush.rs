@@ -12,9 +12,10 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::OnceCell;
+
+use crate::coalesce::Coalescer;
 
 /// `statfs(2)` magic numbers of filesystems whose syncfs writes back every dirty inode and
 /// flushes the device before it returns.
@@ -40,32 +41,33 @@ pub struct Flusher {
     shared: OnceCell<Option<Shared>>,
 }
 
-/// One syncfs at a time; every caller that asked before it started is covered by it.
+/// One syncfs at a time; everyone who asked before it started is covered by it (they wrote
+/// before asking), so callers arriving during one share the next.
 struct Shared {
-    fs: Arc<File>,
-    asked: AtomicU64,
-    covered: AtomicU64,
+    fs: std::sync::Arc<File>,
+    syncs: Coalescer<(), io::Result<()>>,
     /// syncfs calls made.
     runs: AtomicU64,
-    turn: Mutex<()>,
 }
 
 impl Shared {
     async fn sync(&self) -> io::Result<()> {
-        let ticket = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
-        let _turn = self.turn.lock().await;
-        if self.covered.load(Ordering::SeqCst) >= ticket {
-            return Ok(());
-        }
-        // Everyone who asked until now wrote before this syncfs starts: it covers them all.
-        let covers = self.asked.load(Ordering::SeqCst);
-        let fs = Arc::clone(&self.fs);
-        tokio::task::spawn_blocking(move || rustix::fs::syncfs(&*fs))
+        let syncfs = |callers: Vec<()>| async move {
+            let fs = std::sync::Arc::clone(&self.fs);
+            let done = tokio::task::spawn_blocking(move || rustix::fs::syncfs(&*fs)).await;
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            // io::Error is not Clone: every caller gets its own copy of the answer.
+            let answer = |_| match &done {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(io::Error::from(*e)),
+                Err(e) => Err(io::Error::other(e.to_string())),
+            };
+            callers.into_iter().map(answer).collect()
+        };
+        self.syncs
+            .submit((), syncfs)
             .await
-            .map_err(io::Error::other)??;
-        self.covered.fetch_max(covers, Ordering::SeqCst);
-        self.runs.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+            .unwrap_or_else(|| Err(io::Error::other("a shared syncfs was dropped")))
     }
 }
 
@@ -84,30 +86,25 @@ impl Flusher {
         if !self.allow_syncfs {
             return None;
         }
-        let root = self.root.clone();
-        let decided = self
-            .shared
-            .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || -> io::Result<Option<Shared>> {
-                    let fs = File::open(&root)?;
-                    let f_type = rustix::fs::fstatfs(&fs)?.f_type as u64;
-                    Ok(honours_syncfs(f_type).then(|| Shared {
-                        fs: Arc::new(fs),
-                        asked: AtomicU64::new(0),
-                        covered: AtomicU64::new(0),
-                        runs: AtomicU64::new(0),
-                        turn: Mutex::new(()),
-                    }))
-                })
-                .await
-                .map_err(io::Error::other)?
+        let decide = || async {
+            let root = self.root.clone();
+            tokio::task::spawn_blocking(move || -> io::Result<Option<Shared>> {
+                let fs = File::open(&root)?;
+                let f_type = rustix::fs::fstatfs(&fs)?.f_type as u64;
+                Ok(honours_syncfs(f_type).then(|| Shared {
+                    fs: std::sync::Arc::new(fs),
+                    syncs: Coalescer::default(),
+                    runs: AtomicU64::new(0),
+                }))
             })
-            .await;
-        decided.ok().and_then(Option::as_ref)
+            .await
+            .map_err(io::Error::other)?
+        };
+        self.shared.get_or_try_init(decide).await.ok().and_then(Option::as_ref)
     }
 
-    /// True when this archive's files share syncfs calls: whoever renames or writes under the
-    /// root may then skip its own fsyncs and call [`Self::entries`] once afterwards.
+    /// True when this archive's files share syncfs calls: whoever writes or renames under
+    /// the root may then skip its own fsyncs and call [`Self::barrier`] once afterwards.
     pub async fn is_shared(&self) -> bool {
         self.shared().await.is_some()
     }
@@ -126,19 +123,6 @@ impl Flusher {
         match self.shared().await {
             Some(shared) => shared.sync().await,
             None => file.sync_data().await,
-        }
-    }
-
-    /// Makes everything written, created or renamed under `dir` durable.
-    pub async fn entries(&self, dir: &Path) -> io::Result<()> {
-        match self.shared().await {
-            Some(shared) => shared.sync().await,
-            None => {
-                let dir = dir.to_path_buf();
-                tokio::task::spawn_blocking(move || File::open(dir)?.sync_all())
-                    .await
-                    .map_err(io::Error::other)?
-            }
         }
     }
 }
@@ -160,23 +144,21 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_callers_share_few_syncfs_calls() {
         let dir = tempfile::tempdir().unwrap();
-        let flusher = Arc::new(Flusher::new(dir.path(), true));
+        let flusher = std::sync::Arc::new(Flusher::new(dir.path(), true));
         assert!(
             flusher.is_shared().await,
             "the test's temp dir is on a local filesystem"
         );
         let calls: Vec<_> = (0..64)
             .map(|_| {
-                let (flusher, dir) = (Arc::clone(&flusher), dir.path().to_path_buf());
-                tokio::spawn(async move { flusher.entries(&dir).await })
+                let flusher = std::sync::Arc::clone(&flusher);
+                tokio::spawn(async move { flusher.barrier().await })
             })
             .collect();
         for call in calls {
             call.await.unwrap().unwrap();
         }
         let shared = flusher.shared().await.unwrap();
-        assert_eq!(shared.asked.load(Ordering::SeqCst), 64);
-        assert_eq!(shared.covered.load(Ordering::SeqCst), 64, "every request is covered");
         let runs = shared.runs.load(Ordering::Relaxed);
         assert!((1..64).contains(&runs), "64 requests made {runs} syncfs calls");
     }
@@ -188,6 +170,6 @@ mod tests {
         assert!(!flusher.is_shared().await);
         let file = tokio::fs::File::create(dir.path().join("a")).await.unwrap();
         flusher.data(&file).await.unwrap();
-        flusher.entries(dir.path()).await.unwrap();
+        flusher.barrier().await.unwrap();
     }
 }

@@ -299,6 +299,7 @@ impl Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use s3::serde_types::{DeleteError, DeletedObject};
 
     #[test]
     fn etags_lose_quotes_and_weak_prefix() {
@@ -328,7 +329,6 @@ mod tests {
         }
         .is_transient());
     }
-    use s3::serde_types::{DeleteError, DeletedObject};
 
     fn answer(deleted: &[&str], errors: &[(&str, &str)]) -> DeleteObjectsResult {
         DeleteObjectsResult {

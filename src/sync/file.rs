@@ -418,22 +418,15 @@ impl Syncer {
         } else {
             archive::Durability::Fsync
         };
-        let dir = root
-            .join(&rel)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| root.to_path_buf());
         let root = root.to_path_buf();
         tokio::task::spawn_blocking(move || archive::move_into(&root, &temp, &rel, &sidecar, durability))
             .await
             .map_err(|e| Trouble::Transient(e.to_string()))?
             .map_err(archive_trouble)?;
-        if durability == archive::Durability::Caller {
-            let flushed = self.flush.entries(&dir).await;
-            flushed
-                .map_err(archive::ArchiveError::io("flush", &dir))
-                .map_err(archive_trouble)?;
-        }
+        let flushed = self.flush.barrier().await;
+        flushed
+            .map_err(archive::ArchiveError::io("flush", self.cfg.target_dir()))
+            .map_err(archive_trouble)?;
         crate::fault::point("after_rename");
         // Recorded with the next stage change: a crash before it finds the file at the
         // recorded path and the temp file gone, which `place` handles.

@@ -152,10 +152,15 @@ impl Syncer {
         let outcomes: Vec<(i64, (FileOutcome, bool))> = futures::stream::iter(rows)
             .map(|row| {
                 let (this, shutdown, transfers) = (Arc::clone(&this), shutdown.clone(), Arc::clone(&transfers));
+                let this_log = self.log.clone();
                 let id = row.id;
                 async move {
                     let task = tokio::spawn(async move { this.process(row, &shutdown, &transfers).await });
-                    (id, task.await.unwrap_or((FileOutcome::Deferred, false)))
+                    let outcome = task.await.unwrap_or_else(|e| {
+                        warn!(this_log, "file task failed; retried on a later pass"; "media_id" => id, "error" => %e);
+                        (FileOutcome::Deferred, false)
+                    });
+                    (id, outcome)
                 }
             })
             .buffer_unordered(in_flight)
