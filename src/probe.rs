@@ -2,13 +2,16 @@
 //! streams. The JSON parsing and the verdict are pure, so they are unit-tested apart from
 //! the process.
 
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::process::Command;
+use tokio::sync::Semaphore;
 
 #[derive(Debug, Error)]
 pub enum ProbeError {
@@ -140,9 +143,17 @@ pub fn judge(json: &[u8]) -> Result<ProbeSummary, String> {
     Ok(summary)
 }
 
+/// ffprobe runs at once in this process: it is CPU-bound, so more than one per core would
+/// only add memory and switching (a pass has many files in flight).
+fn runs() -> &'static Semaphore {
+    static RUNS: OnceLock<Semaphore> = OnceLock::new();
+    RUNS.get_or_init(|| Semaphore::new(std::thread::available_parallelism().map_or(2, NonZeroUsize::get)))
+}
+
 /// Runs ffprobe on `file`, bounded by `timeout`; the child is killed if it runs over.
 pub async fn probe(program: &Path, file: &Path, timeout: Duration) -> Result<ProbeSummary, ProbeError> {
     let shown = file.display().to_string();
+    let _run = runs().acquire().await.expect("the semaphore is never closed");
     let child = Command::new(program)
         .args([
             "-v",

@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::SemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::hashing::{Digests, Hashes};
+use super::transfers::Transfers;
 use crate::flush::Flusher;
 use crate::storage::{ObjectInfo, Storage, StorageError};
 
@@ -196,22 +198,27 @@ pub struct Request<'a> {
     pub storage: &'a Storage,
     pub flush: &'a Flusher,
     /// Bounds the transfers under way (`SYNC_CONCURRENCY`); held only while bytes flow.
-    pub transfers: &'a tokio::sync::Semaphore,
+    pub transfers: &'a Transfers,
     pub key: &'a str,
     pub object: &'a ObjectInfo,
     pub temp: PathBuf,
     pub resume_from: u64,
     /// The object's first bytes, already fetched (with `resume_from` 0), maybe all of it.
     pub prefix: Bytes,
+    /// The share of a transfer slot the request for `prefix` took: kept until a whole object
+    /// is on disk, so that bodies in memory stay bounded; given back before a bigger one is
+    /// continued (which takes a whole slot).
+    pub first_share: Option<SemaphorePermit<'a>>,
     pub shutdown: &'a CancellationToken,
     pub log: &'a slog::Logger,
 }
 
 /// Downloads the rest of the object and verifies the whole file.
-pub async fn run(req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Downloaded, DownloadError> {
+pub async fn run(mut req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Downloaded, DownloadError> {
     if req.resume_from == 0 && req.prefix.len() as u64 == req.object.size {
         return store_whole(&req).await;
     }
+    drop(req.first_share.take());
     let hashes = Hashes::start(etag_is_md5(&req.object.etag), req.object.size);
     let (mut writer, written) = open_resumed(&req.temp, req.resume_from, req.object.size, hashes).await?;
     if !req.prefix.is_empty() {
@@ -223,7 +230,7 @@ pub async fn run(req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Downloa
     let start = written.load(Ordering::Relaxed);
     let total = req.object.size;
     let result = {
-        let _permit = req.transfers.acquire().await.expect("the semaphore is never closed");
+        let _permit = req.transfers.large().await;
         let watch = watch_progress(req.log.clone(), Arc::clone(&written), start, total);
         let result = fetch_segments(&req, &mut writer, &written, checkpoint).await;
         watch.abort();

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::download::{self, DownloadError};
 use super::sidecar::{Facts, Sidecar};
+use super::transfers::Transfers;
 use super::{FileOutcome, Syncer};
 use crate::archive;
 use crate::db::MediaRow;
@@ -45,7 +46,7 @@ struct Transfer<'a> {
     size_hint: Option<u64>,
     shutdown: &'a CancellationToken,
     /// Bounds the transfers under way (`SYNC_CONCURRENCY`).
-    transfers: &'a tokio::sync::Semaphore,
+    transfers: &'a Transfers,
     log: &'a Logger,
 }
 
@@ -70,7 +71,7 @@ impl Syncer {
         &self,
         row: MediaRow,
         shutdown: &CancellationToken,
-        transfers: &tokio::sync::Semaphore,
+        transfers: &Transfers,
     ) -> (FileOutcome, bool) {
         let log = self.log.new(o!("media_id" => row.id));
         let Ok(id) = u64::try_from(row.id) else {
@@ -127,7 +128,7 @@ impl Syncer {
         row: &MediaRow,
         entry: &mut Entry,
         shutdown: &CancellationToken,
-        transfers: &tokio::sync::Semaphore,
+        transfers: &Transfers,
         log: &Logger,
     ) -> Result<FileOutcome, Trouble> {
         if matches!(entry.stage, Stage::Claimed | Stage::Downloading) {
@@ -211,11 +212,14 @@ impl Syncer {
         // first bytes, which also tells what a HEAD would: one request instead of two (the
         // row's size may be wrong; a bigger object is continued from there).
         let small = entry.bytes_done == 0 && size_hint.is_some_and(|size| size <= WHOLE_IN_ONE_GET);
-        let answer = if small {
-            let _permit = transfers.acquire().await.expect("the semaphore is never closed");
-            self.storage.get_start(&entry.r2_key, WHOLE_IN_ONE_GET).await
+        let (answer, first_share) = if small {
+            let share = transfers.small().await;
+            (
+                self.storage.get_start(&entry.r2_key, WHOLE_IN_ONE_GET).await,
+                Some(share),
+            )
         } else {
-            self.storage.head(&entry.r2_key).await.map(|o| (o, Bytes::new()))
+            (self.storage.head(&entry.r2_key).await.map(|o| (o, Bytes::new())), None)
         };
         let (object, prefix) = match answer {
             Ok(answer) => answer,
@@ -264,6 +268,7 @@ impl Syncer {
             temp: temp.clone(),
             resume_from: entry.bytes_done,
             prefix,
+            first_share,
             shutdown,
             log,
         };

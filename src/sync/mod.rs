@@ -8,6 +8,7 @@ mod owed;
 pub mod reconcile;
 pub mod schedule;
 pub mod sidecar;
+pub mod transfers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,8 +28,11 @@ use crate::storage::Storage;
 /// How long a claim keeps other instances away; renewed while the pass runs.
 pub const LEASE: Duration = Duration::from_secs(60 * 60);
 const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5 * 60);
-/// Files a pass works on at once at least (transfers among them bounded by SYNC_CONCURRENCY).
-const FILES_IN_FLIGHT: usize = 16;
+/// Files a pass works on at once. A file in flight costs a task and a ledger entry; what is
+/// dear is bounded elsewhere: bytes in flight by SYNC_CONCURRENCY, ffprobe runs by the cores.
+/// Many in flight keep the shared steps (syncfs, ledger commit, PostgreSQL batch, bucket
+/// delete) busy with large batches instead of one small batch per file.
+const FILES_IN_FLIGHT: usize = 128;
 
 /// Everything a pass needs.
 #[derive(Clone)]
@@ -144,8 +148,13 @@ impl Syncer {
         // SYNC_CONCURRENCY bounds the transfers; the rest of a file's way (fsyncs, ffprobe,
         // PostgreSQL, the delete) is mostly waiting, so more files may be at those stages at
         // once. Small files would otherwise queue behind each other's fsyncs.
-        let transfers = Arc::new(tokio::sync::Semaphore::new(self.cfg.sync.concurrency));
-        let in_flight = self.cfg.sync.concurrency.saturating_mul(4).max(FILES_IN_FLIGHT);
+        let transfers = Arc::new(transfers::Transfers::new(self.cfg.sync.concurrency));
+        let in_flight = FILES_IN_FLIGHT.max(
+            self.cfg
+                .sync
+                .concurrency
+                .saturating_mul(transfers::SMALL_PER_SLOT as usize),
+        );
         // Each file is a task of its own, so that files use every core (hashing, parsing,
         // syscalls); polled inside this future they would all share one thread.
         let this = Arc::new(self.clone());
