@@ -8,6 +8,7 @@
 pub mod entry;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,8 @@ fn storage<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> LedgerEr
 /// cost one fsync per batch instead of one per entry.
 pub struct Ledger {
     db: Arc<Database>,
+    /// Write transactions committed by the writer thread since the ledger was opened.
+    commits: Arc<AtomicU64>,
     queue: Option<mpsc::Sender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
@@ -70,6 +73,10 @@ const MAX_BATCH: usize = 512;
 /// How long entries nobody waits for ([`Ledger::commit_later`]) are held for a commit someone
 /// waits for to carry them, before they are committed on their own.
 const HOLD_LAZY: Duration = Duration::from_millis(250);
+/// Commits start at least this far apart: under load the writer would otherwise commit
+/// whatever arrived during the last fsync, many small batches each paying a whole commit
+/// (most of its CPU); a lone commit after a quiet spell goes at once.
+const COMMIT_SPACING: Duration = Duration::from_millis(2);
 
 struct Job {
     /// None: nothing to write, only a reply once everything queued before is committed.
@@ -104,10 +111,12 @@ impl Drop for Ledger {
     }
 }
 
-fn run_writer(db: Arc<Database>, queue: mpsc::Receiver<Job>) {
+fn run_writer(db: Arc<Database>, queue: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
     let mut batch: Vec<Job> = Vec::new();
-    // When the oldest held lazy entry must be committed even if nobody asks.
+    // When the batch must be committed even if nobody else asks: the oldest held lazy
+    // entry's limit, or the spacing after the last commit once someone waits.
     let mut deadline: Option<Instant> = None;
+    let mut next_commit = Instant::now();
     loop {
         let next = match deadline {
             None => queue.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
@@ -127,27 +136,38 @@ fn run_writer(db: Arc<Database>, queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let now = Instant::now();
+        let full = closed || batch.len() >= MAX_BATCH;
         let waited_for = batch.iter().any(|job| !matches!(job.reply, Reply::None));
-        let due = deadline.is_some_and(|at| Instant::now() >= at);
-        if !(waited_for || due || closed || batch.len() >= MAX_BATCH) {
-            deadline.get_or_insert_with(|| Instant::now() + HOLD_LAZY);
+        if waited_for && !full && now < next_commit {
+            // Held lazy entries go with it, at most COMMIT_SPACING from now.
+            deadline = Some(next_commit);
+            continue;
+        }
+        let due = deadline.is_some_and(|at| now >= at);
+        if !(waited_for || full || due) {
+            deadline.get_or_insert(now + HOLD_LAZY);
             continue;
         }
         deadline = None;
-        commit_batch(&db, std::mem::take(&mut batch));
+        if commit_batch(&db, std::mem::take(&mut batch)) {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
+        next_commit = Instant::now() + COMMIT_SPACING;
         if closed {
             return;
         }
     }
 }
 
-/// Writes a batch in one transaction and answers everyone in it.
-fn commit_batch(db: &Database, batch: Vec<Job>) {
+/// Writes a batch in one transaction and answers everyone in it; false when there was
+/// nothing to write.
+fn commit_batch(db: &Database, batch: Vec<Job>) -> bool {
     // A batch of flushes alone has nothing to write: everything queued before them was
     // committed by earlier batches of this same thread.
     if batch.iter().all(|job| job.entry.is_none()) {
         batch.into_iter().for_each(|job| job.reply.send(Ok(())));
-        return;
+        return false;
     }
     let result = write_txn(db, Durability::Immediate, |entries, paths| {
         batch
@@ -159,6 +179,7 @@ fn commit_batch(db: &Database, batch: Vec<Job>) {
     for job in batch {
         job.reply.send(shared.clone().map_err(LedgerError::Batch));
     }
+    true
 }
 
 /// One write transaction over both tables.
@@ -222,12 +243,15 @@ impl Ledger {
         write_txn(&db, Durability::Immediate, |_, _| Ok(()))?;
         let (queue, jobs) = mpsc::channel();
         let for_writer = Arc::clone(&db);
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&commits);
         let writer = std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || run_writer(for_writer, jobs))
+            .spawn(move || run_writer(for_writer, jobs, counted))
             .map_err(|e| LedgerError::Batch(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             db,
+            commits,
             queue: Some(queue),
             writer: Some(writer),
         })
@@ -249,6 +273,11 @@ impl Ledger {
                 reply,
             })
             .map_err(|_| LedgerError::Batch("the writer thread is gone".into()))
+    }
+
+    /// Group commits written since the ledger was opened (each one transaction, one fsync).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     pub fn get(&self, media_id: u64) -> Result<Option<Entry>> {
