@@ -162,10 +162,23 @@ pub fn is_free(root: &Path, rel: &Path) -> bool {
 /// The first free path under `root` starting from `rel` (`rel`, then `-2`, `-3`…): neither
 /// the file nor its sidecar may exist.
 pub fn free_name(root: &Path, rel: &Path) -> Result<PathBuf, ArchiveError> {
+    first_name(rel, |candidate| is_free(root, candidate))
+}
+
+/// Like [`free_name`], but a path whose sidecar names `media_id` may be taken too: it was
+/// left by a placement of this media the ledger never recorded (a crash before the next
+/// ledger write), and [`holds_copy`] decides at placement whether it is these very bytes.
+pub fn reusable_name(root: &Path, rel: &Path, media_id: i64) -> Result<PathBuf, ArchiveError> {
+    first_name(rel, |candidate| {
+        is_free(root, candidate) || sidecar_identity(root, candidate).is_some_and(|id| id.media_id == media_id)
+    })
+}
+
+fn first_name(rel: &Path, usable: impl Fn(&Path) -> bool) -> Result<PathBuf, ArchiveError> {
     assert!(is_contained(rel), "archive paths are built by relative_path");
     let mut chosen = rel.to_path_buf();
     let mut n = 1;
-    while !is_free(root, &chosen) {
+    while !usable(&chosen) {
         n += 1;
         if n > 10_000 {
             return Err(ArchiveError::NoFreeName(rel.display().to_string()));
@@ -175,6 +188,43 @@ pub fn free_name(root: &Path, rel: &Path) -> Result<PathBuf, ArchiveError> {
     Ok(chosen)
 }
 
+/// What a sidecar says the file beside it is.
+#[derive(serde::Deserialize)]
+struct Identity {
+    media_id: i64,
+    size: u64,
+    sha256: String,
+}
+
+/// Sidecars are small; anything bigger is not one of ours.
+const MAX_SIDECAR_BYTES: u64 = 1 << 20;
+
+fn sidecar_identity(root: &Path, rel: &Path) -> Option<Identity> {
+    let path = root.join(sidecar_path(rel));
+    let meta = path.symlink_metadata().ok()?;
+    if !meta.is_file() || meta.len() > MAX_SIDECAR_BYTES {
+        return None;
+    }
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// `root/rel` is a regular file of `size` bytes hashing to `sha256`, and its sidecar says
+/// so for `media_id`: an earlier, unrecorded placement of exactly these bytes, which may
+/// stand instead of placing them again.
+pub fn holds_copy(root: &Path, rel: &Path, media_id: i64, size: u64, sha256: &str) -> bool {
+    use sha2::Digest;
+    let said = sidecar_identity(root, rel)
+        .is_some_and(|id| id.media_id == media_id && id.size == size && id.sha256.eq_ignore_ascii_case(sha256));
+    let file = root.join(rel);
+    if !said || !file.symlink_metadata().is_ok_and(|m| m.is_file() && m.len() == size) {
+        return false;
+    }
+    let mut hasher = sha2::Sha256::new();
+    std::fs::File::open(&file)
+        .and_then(|mut f| std::io::copy(&mut f, &mut hasher))
+        .is_ok_and(|copied| copied == size && hex::encode(hasher.finalize()).eq_ignore_ascii_case(sha256))
+}
+
 /// Writes `bytes` to `dest` atomically and durably (temp file, fsync, rename, fsync dir).
 pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
     let dir = dest.parent().expect("destination has a parent");
@@ -182,6 +232,18 @@ pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
     let tmp = write_temp(dest, bytes, Durability::Fsync)?;
     rename_or_discard(&tmp, dest)?;
     fsync_dir(dir)
+}
+
+/// Makes an earlier placement of `root/rel` and its sidecar durable on their own (fsync
+/// both and their directory), for when there is no shared flush to do it.
+pub fn make_durable(root: &Path, rel: &Path) -> Result<(), ArchiveError> {
+    let file = root.join(rel);
+    for path in [file.clone(), sidecar_path(&file)] {
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(ArchiveError::io("fsync", &path))?;
+    }
+    fsync_dir(file.parent().expect("archive paths have a parent"))
 }
 
 /// Who makes a placement durable.
@@ -366,5 +428,48 @@ mod tests {
             names.iter().all(|n| !n.to_string_lossy().ends_with(".tmp")),
             "{names:?}"
         );
+    }
+
+    #[test]
+    fn an_unrecorded_copy_of_the_same_bytes_is_recognised_and_nothing_else_is() {
+        use sha2::Digest;
+        let root = tempfile::tempdir().unwrap();
+        let rel = PathBuf::from("2026/01/7-clip.mp4");
+        let sha = hex::encode(sha2::Sha256::digest(b"abc"));
+        let sidecar = |media_id: i64, size: u64, sha: &str| {
+            let json = serde_json::json!({ "media_id": media_id, "size": size, "sha256": sha, "title": "t" });
+            std::fs::write(root.path().join(sidecar_path(&rel)), json.to_string()).unwrap();
+        };
+        std::fs::create_dir_all(root.path().join("2026/01")).unwrap();
+        std::fs::write(root.path().join(&rel), "abc").unwrap();
+        sidecar(7, 3, &sha);
+        assert_eq!(reusable_name(root.path(), &rel, 7).unwrap(), rel);
+        assert_eq!(
+            reusable_name(root.path(), &rel, 8).unwrap(),
+            PathBuf::from("2026/01/7-clip-2.mp4")
+        );
+        assert_eq!(
+            free_name(root.path(), &rel).unwrap(),
+            PathBuf::from("2026/01/7-clip-2.mp4")
+        );
+        assert!(holds_copy(root.path(), &rel, 7, 3, &sha));
+        assert!(!holds_copy(root.path(), &rel, 8, 3, &sha), "another media's file");
+        assert!(!holds_copy(root.path(), &rel, 7, 3, &"0".repeat(64)), "other bytes");
+        // The sidecar agrees but the file does not (cut short, or other bytes of that size).
+        std::fs::write(root.path().join(&rel), "ab").unwrap();
+        assert!(!holds_copy(root.path(), &rel, 7, 3, &sha));
+        std::fs::write(root.path().join(&rel), "abd").unwrap();
+        assert!(!holds_copy(root.path(), &rel, 7, 3, &sha));
+        // A sidecar that is not ours (or was lost to a power cut) proves nothing.
+        std::fs::write(root.path().join(&rel), "abc").unwrap();
+        std::fs::write(root.path().join(sidecar_path(&rel)), "").unwrap();
+        assert!(!holds_copy(root.path(), &rel, 7, 3, &sha));
+        assert_eq!(
+            reusable_name(root.path(), &rel, 7).unwrap(),
+            PathBuf::from("2026/01/7-clip-2.mp4")
+        );
+        sidecar(7, 3, &sha);
+        std::fs::remove_file(root.path().join(&rel)).unwrap();
+        assert!(!holds_copy(root.path(), &rel, 7, 3, &sha), "sidecar without its file");
     }
 }

@@ -8,9 +8,26 @@ mod common;
 use common::invariants::{self, sha256_hex, Seeded};
 use common::{media, NewMedia, Rig};
 
-async fn seed_file(rig: &Rig, bytes: &[u8], key: &str) -> Seeded {
+/// What the backend recorded of each upload's size: nothing, or the truth (small objects
+/// are then fetched whole by one request and placed before the ledger records them).
+#[derive(Clone, Copy)]
+enum Sizes {
+    Unknown,
+    Known,
+}
+
+async fn seed_file(rig: &Rig, bytes: &[u8], key: &str, sizes: Sizes) -> Seeded {
     rig.storage().put(key, bytes, "video/mp4").await.unwrap();
-    let id = rig.insert_media(&NewMedia::approved(key, "clip.mp4")).await;
+    let file_size = match sizes {
+        Sizes::Unknown => None,
+        Sizes::Known => Some(bytes.len() as i64),
+    };
+    let id = rig
+        .insert_media(&NewMedia {
+            file_size,
+            ..NewMedia::approved(key, "clip.mp4")
+        })
+        .await;
     Seeded {
         id,
         key: key.to_owned(),
@@ -20,15 +37,15 @@ async fn seed_file(rig: &Rig, bytes: &[u8], key: &str) -> Seeded {
 }
 
 /// Two good videos (one of a few MB, so downloads span many checkpoints) and a corrupt file.
-async fn seed(rig: &Rig) -> Vec<Seeded> {
+async fn seed(rig: &Rig, sizes: Sizes) -> Vec<Seeded> {
     let src = tempfile::tempdir().unwrap();
     let big = std::fs::read(media::video_sized(src.path(), "big.mp4", 3, "320x240", 60)).unwrap();
     let small = std::fs::read(media::video(src.path(), "small.mkv", 1)).unwrap();
     let noise = std::fs::read(media::corrupt(src.path(), "noise.mp4", 300_000)).unwrap();
     vec![
-        seed_file(rig, &big, "uploads/big.mp4").await,
-        seed_file(rig, &small, "uploads/small.mkv").await,
-        seed_file(rig, &noise, "uploads/noise.mp4").await,
+        seed_file(rig, &big, "uploads/big.mp4", sizes).await,
+        seed_file(rig, &small, "uploads/small.mkv", sizes).await,
+        seed_file(rig, &noise, "uploads/noise.mp4", sizes).await,
     ]
 }
 
@@ -42,9 +59,9 @@ async fn run(rig: &Rig, fault: Option<&str>) -> std::process::Output {
 }
 
 /// Crashes at `fault`, restarts, and checks the promise.
-async fn crash_and_recover(fault: &str) {
+async fn crash_and_recover(fault: &str, sizes: Sizes) {
     let rig = Rig::new().await;
-    let seeded = seed(&rig).await;
+    let seeded = seed(&rig, sizes).await;
     let crashed = run(&rig, Some(fault)).await;
     let stderr = String::from_utf8_lossy(&crashed.stderr);
     assert!(
@@ -77,8 +94,52 @@ async fn crash_and_recover(fault: &str) {
 #[tokio::test]
 async fn crash_at_every_stage_boundary() {
     for point in r2_sync::fault::POINTS {
-        crash_and_recover(point).await;
+        crash_and_recover(point, Sizes::Unknown).await;
     }
+}
+
+#[tokio::test]
+async fn crash_at_every_stage_boundary_with_sizes_known() {
+    for point in r2_sync::fault::POINTS {
+        crash_and_recover(point, Sizes::Known).await;
+    }
+}
+
+/// A small file is placed before the ledger records it: a crash right after the placement
+/// leaves a file the ledger does not know. The restart must recognise it (same media, same
+/// bytes) instead of archiving a second copy beside it.
+#[tokio::test]
+async fn a_small_file_placed_but_not_recorded_is_found_again_not_copied_twice() {
+    let rig = Rig::new().await;
+    let src = tempfile::tempdir().unwrap();
+    let small = std::fs::read(media::video(src.path(), "small.mkv", 1)).unwrap();
+    let seeded = [seed_file(&rig, &small, "uploads/small.mkv", Sizes::Known).await];
+    let crashed = run(&rig, Some("after_rename")).await;
+    assert!(!crashed.status.success(), "the crash fired");
+    let placed = placed_files(&rig);
+    assert_eq!(placed.len(), 2, "the file and its sidecar were placed: {placed:?}");
+    let ledger = r2_sync::state::Ledger::open(&rig.state_dir().join(r2_sync::app::LEDGER_FILE)).unwrap();
+    let stage = ledger.get(seeded[0].id as u64).unwrap().map(|e| e.stage);
+    assert!(
+        stage.is_none_or(|s| s < r2_sync::state::Stage::Downloaded),
+        "the ledger had not recorded the download: {stage:?}"
+    );
+    drop(ledger);
+
+    let out = run(&rig, None).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    invariants::check_rig(&rig, &seeded).await;
+    assert_eq!(placed_files(&rig), placed, "the same two files, nothing beside them");
+}
+
+/// The archive's files outside the temp directory, sorted.
+fn placed_files(rig: &Rig) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = invariants::archive_files(&rig.archive_dir())
+        .into_iter()
+        .filter(|p| !p.starts_with(".r2-sync-tmp"))
+        .collect();
+    files.sort();
+    files
 }
 
 #[tokio::test]
@@ -93,14 +154,14 @@ async fn crash_at_random_offsets_mid_download() {
     );
     for _ in 0..8 {
         let offset = rand::random_range(1..big);
-        crash_and_recover(&format!("download@{offset}")).await;
+        crash_and_recover(&format!("download@{offset}"), Sizes::Unknown).await;
     }
 }
 
 #[tokio::test]
 async fn a_row_rejected_while_r2_sync_was_down_is_abandoned_at_start_up() {
     let rig = Rig::new().await;
-    let seeded = seed(&rig).await;
+    let seeded = seed(&rig, Sizes::Unknown).await;
     let big = &seeded[0];
     // Past the big file's first checkpoint (the ledger then knows the partial download for
     // sure), and past anything the two small files can reach.

@@ -83,6 +83,9 @@ pub struct Downloaded {
     pub sha256: String,
     /// Bytes fetched from the bucket by this call (less than the size after a resume).
     pub fetched: u64,
+    /// The object came whole with its first request, and its temp file is not yet made
+    /// durable unless each file is fsynced on its own: the placement's flush covers it.
+    pub whole: bool,
 }
 
 /// The ETag of a single-part upload is the MD5 of the body; multipart ETags (`…-N`) are not.
@@ -260,11 +263,13 @@ pub async fn run(mut req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Dow
     Ok(Downloaded {
         sha256: digests.sha256,
         fetched: size - start,
+        whole: false,
     })
 }
 
 /// An object fetched whole with its first request: hashed, written and (unless the
-/// filesystem's flush is shared) fsynced in one trip to a blocking thread.
+/// filesystem's flush is shared, which the placement then asks for) fsynced in one trip to
+/// a blocking thread.
 async fn store_whole(req: &Request<'_>) -> Result<Downloaded, DownloadError> {
     let body = req.prefix.clone();
     let temp = req.temp.clone();
@@ -284,12 +289,12 @@ async fn store_whole(req: &Request<'_>) -> Result<Downloaded, DownloadError> {
     .map_err(std::io::Error::other)
     .and_then(|written| written)
     .map_err(DownloadError::disk(&req.temp))?;
-    req.flush.barrier().await.map_err(DownloadError::disk(&req.temp))?;
     let size = req.prefix.len() as u64;
     verify(req.object, size, digests.md5.as_deref())?;
     Ok(Downloaded {
         sha256: digests.sha256,
         fetched: size,
+        whole: true,
     })
 }
 

@@ -39,6 +39,17 @@ pub(super) enum Trouble {
     Abandon(String),
 }
 
+/// Whether the ledger holds a finished download (stage `downloaded`) before its placement.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Download {
+    /// Recorded, with its temp file durable: a crash resumes at the placement.
+    Recorded,
+    /// A small object fetched whole: placed first and recorded as `archived`, saving a
+    /// flush and a ledger commit. A crash before that downloads it again, and the placement
+    /// then finds its own earlier copy (`archive::holds_copy`).
+    Unrecorded,
+}
+
 /// What a transfer needs besides its ledger entry.
 #[derive(Clone, Copy)]
 struct Transfer<'a> {
@@ -131,6 +142,7 @@ impl Syncer {
         transfers: &Transfers,
         log: &Logger,
     ) -> Result<FileOutcome, Trouble> {
+        let mut download = Download::Recorded;
         if matches!(entry.stage, Stage::Claimed | Stage::Downloading) {
             if entry.archive_path.is_none() {
                 // Chosen now so that the ledger write saying "downloaded" also reserves it.
@@ -143,10 +155,15 @@ impl Syncer {
                 transfers,
                 log,
             };
-            self.fetch_with_retries(entry, transfer).await?;
+            download = self.fetch_with_retries(entry, transfer).await?;
         }
         if entry.stage == Stage::Downloaded {
-            self.place(row, entry, shutdown, log).await?;
+            let placed = self.place(row, entry, download, shutdown, log).await;
+            if placed.is_err() && download == Download::Unrecorded {
+                // Neither in the ledger nor surely on disk: a later attempt fetches it again.
+                entry.restart_download();
+            }
+            placed?;
         }
         if entry.stage == Stage::Shadowed {
             return Ok(FileOutcome::Archived);
@@ -176,7 +193,7 @@ impl Syncer {
     /// not cost a whole `SYNC_INTERVAL`) for as long as attempts make progress; after
     /// [`IN_PASS_ATTEMPTS`] attempts in a row without progress, later passes retry with
     /// [`backoff_secs`].
-    async fn fetch_with_retries(&self, entry: &mut Entry, transfer: Transfer<'_>) -> Result<(), Trouble> {
+    async fn fetch_with_retries(&self, entry: &mut Entry, transfer: Transfer<'_>) -> Result<Download, Trouble> {
         let Transfer { shutdown, log, .. } = transfer;
         let mut fruitless = 0;
         loop {
@@ -201,7 +218,7 @@ impl Syncer {
     }
 
     /// Claimed/Downloading → Downloaded.
-    async fn fetch(&self, entry: &mut Entry, transfer: Transfer<'_>) -> Result<(), Trouble> {
+    async fn fetch(&self, entry: &mut Entry, transfer: Transfer<'_>) -> Result<Download, Trouble> {
         let Transfer {
             size_hint,
             shutdown,
@@ -283,9 +300,15 @@ impl Syncer {
                 entry.bytes_done = object.size;
                 info!(log, "downloaded"; "stage" => "downloaded", "bytes" => object.size, "fetched" => done.fetched,
                     "elapsed_ms" => started.elapsed().as_millis() as u64);
-                self.save(entry, Stage::Downloaded, log).await?;
+                let download = if done.whole {
+                    entry.stage = Stage::Downloaded;
+                    Download::Unrecorded
+                } else {
+                    self.save(entry, Stage::Downloaded, log).await?;
+                    Download::Recorded
+                };
                 crate::fault::point("after_downloaded");
-                Ok(())
+                Ok(download)
             }
             Err(e) => Err(self.download_trouble(e, entry, &temp)),
         }
@@ -333,6 +356,7 @@ impl Syncer {
         &self,
         row: &MediaRow,
         entry: &mut Entry,
+        download: Download,
         shutdown: &CancellationToken,
         log: &Logger,
     ) -> Result<(), Trouble> {
@@ -376,7 +400,7 @@ impl Syncer {
         let json = Sidecar::new(row, &facts).to_json();
         let size = facts.size;
         if let Some(temp) = temp {
-            self.move_into_archive(row, entry, &root, temp, json, log).await?;
+            self.move_into_archive(row, entry, download, temp, json, log).await?;
         } else {
             // Placed before a crash: only the sidecar is (re)written.
             let rel = entry.archive_path.clone().expect("placed files have a path");
@@ -396,25 +420,31 @@ impl Syncer {
         Ok(())
     }
 
-    /// Renames the file to the path the ledger holds for it (reserved when the download
-    /// began, durable since `downloaded`; a new one is recorded first if that one was taken
-    /// since), its sidecar beside it, so a crash after the rename finds it.
+    /// Renames the file to the path reserved for it when the download began (recorded since
+    /// `downloaded`, or else left to [`Download::Unrecorded`]'s rules), its sidecar beside it,
+    /// so that a crash after the rename finds it. A path taken since by anything but an
+    /// earlier copy of these very bytes makes way for a new one, recorded first.
     async fn move_into_archive(
         &self,
         row: &MediaRow,
         entry: &mut Entry,
-        root: &Path,
+        download: Download,
         temp: PathBuf,
         sidecar: Vec<u8>,
         log: &Logger,
     ) -> Result<(), Trouble> {
-        let rel = match entry.archive_path.as_ref().map(PathBuf::from) {
-            Some(rel) if archive::is_contained(&rel) && archive::is_free(root, &rel) => rel,
+        let root = self.cfg.target_dir().to_path_buf();
+        let reserved = entry.archive_path.as_ref().map(PathBuf::from);
+        let (rel, placed_before) = match reserved.filter(|rel| archive::is_contained(rel)) {
+            Some(rel) if archive::is_free(&root, &rel) => (rel, false),
+            Some(rel) if self.holds_copy(entry, &rel).await => (rel, true),
             _ => {
-                let rel = self.archive_path_for(row)?;
+                let rel = archive::free_name(&root, &self.preferred_path(row)).map_err(archive_trouble)?;
                 entry.archive_path = Some(rel.display().to_string());
-                self.save(entry, Stage::Downloaded, log).await?;
-                rel
+                if download == Download::Recorded {
+                    self.save(entry, Stage::Downloaded, log).await?;
+                }
+                (rel, false)
             }
         };
         crate::fault::point("before_rename");
@@ -423,14 +453,25 @@ impl Syncer {
         } else {
             archive::Durability::Fsync
         };
-        let root = root.to_path_buf();
-        tokio::task::spawn_blocking(move || archive::move_into(&root, &temp, &rel, &sidecar, durability))
-            .await
-            .map_err(|e| Trouble::Transient(e.to_string()))?
-            .map_err(archive_trouble)?;
+        let placing = root.clone();
+        tokio::task::spawn_blocking(move || {
+            if placed_before {
+                // Kept if it cannot be removed: start-up removes temp files nobody owns.
+                let _ = std::fs::remove_file(&temp);
+                match durability {
+                    archive::Durability::Fsync => archive::make_durable(&placing, &rel),
+                    archive::Durability::Caller => Ok(()),
+                }
+            } else {
+                archive::move_into(&placing, &temp, &rel, &sidecar, durability)
+            }
+        })
+        .await
+        .map_err(|e| Trouble::Transient(e.to_string()))?
+        .map_err(archive_trouble)?;
         let flushed = self.flush.barrier().await;
         flushed
-            .map_err(archive::ArchiveError::io("flush", self.cfg.target_dir()))
+            .map_err(archive::ArchiveError::io("flush", &root))
             .map_err(archive_trouble)?;
         crate::fault::point("after_rename");
         // Recorded with the next stage change: a crash before it finds the file at the
@@ -439,15 +480,36 @@ impl Syncer {
         Ok(())
     }
 
-    /// A free path in the archive for this row's file, relative to the archive's root.
+    /// The file at `rel` is an earlier, unrecorded placement of exactly the bytes just
+    /// downloaded for this entry.
+    async fn holds_copy(&self, entry: &Entry, rel: &Path) -> bool {
+        let (Some(size), Some(sha256)) = (entry.size, entry.sha256.clone()) else {
+            return false;
+        };
+        let (root, rel, media_id) = (
+            self.cfg.target_dir().to_path_buf(),
+            rel.to_path_buf(),
+            entry.media_id as i64,
+        );
+        tokio::task::spawn_blocking(move || archive::holds_copy(&root, &rel, media_id, size, &sha256))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// The path to reserve for this row's file, relative to the archive's root: free, or
+    /// holding what may be this media's own unrecorded copy (see [`Download::Unrecorded`]).
     fn archive_path_for(&self, row: &MediaRow) -> Result<PathBuf, Trouble> {
-        let rel = archive::relative_path(
+        archive::reusable_name(self.cfg.target_dir(), &self.preferred_path(row), row.id).map_err(archive_trouble)
+    }
+
+    /// Where this row's file goes when nothing is in the way.
+    fn preferred_path(&self, row: &MediaRow) -> PathBuf {
+        archive::relative_path(
             row.id,
             row.approved_at.unwrap_or_else(chrono::Utc::now),
             &row.original_filename,
             &row.r2_key,
-        );
-        archive::free_name(self.cfg.target_dir(), &rel).map_err(archive_trouble)
+        )
     }
 
     async fn validate(&self, file: &Path) -> Result<Option<ProbeSummary>, Trouble> {

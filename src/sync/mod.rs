@@ -1,5 +1,6 @@
 //! The sync pipeline: claim → download → verify → validate → archive (+ sidecar) → record in
-//! PostgreSQL → delete from R2 → done, every stage recorded in the ledger first.
+//! PostgreSQL → delete from R2 → done, every stage recorded in the ledger first (a small
+//! object fetched whole skips `downloaded`: see `file::Download`).
 
 pub mod download;
 mod file;
