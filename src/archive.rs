@@ -212,15 +212,19 @@ fn sidecar_identity(root: &Path, rel: &Path) -> Option<Identity> {
 /// so for `media_id`: an earlier, unrecorded placement of exactly these bytes, which may
 /// stand instead of placing them again.
 pub fn holds_copy(root: &Path, rel: &Path, media_id: i64, size: u64, sha256: &str) -> bool {
+    sidecar_identity(root, rel)
+        .is_some_and(|id| id.media_id == media_id && id.size == size && id.sha256.eq_ignore_ascii_case(sha256))
+        && file_matches(&root.join(rel), size, sha256)
+}
+
+/// `file` is a regular file (not a symlink) of `size` bytes hashing to `sha256`.
+pub fn file_matches(file: &Path, size: u64, sha256: &str) -> bool {
     use sha2::Digest;
-    let said = sidecar_identity(root, rel)
-        .is_some_and(|id| id.media_id == media_id && id.size == size && id.sha256.eq_ignore_ascii_case(sha256));
-    let file = root.join(rel);
-    if !said || !file.symlink_metadata().is_ok_and(|m| m.is_file() && m.len() == size) {
+    if !file.symlink_metadata().is_ok_and(|m| m.is_file() && m.len() == size) {
         return false;
     }
     let mut hasher = sha2::Sha256::new();
-    std::fs::File::open(&file)
+    std::fs::File::open(file)
         .and_then(|mut f| std::io::copy(&mut f, &mut hasher))
         .is_ok_and(|copied| copied == size && hex::encode(hasher.finalize()).eq_ignore_ascii_case(sha256))
 }

@@ -194,3 +194,74 @@ async fn a_failed_row_approved_again_with_a_fixed_upload_is_archived() {
         "{files:?}"
     );
 }
+
+/// A recorded download whose temp file is gone while its reserved path holds other bytes
+/// (an older archived version of the same media, kept when the row was approved again):
+/// those bytes are never taken for the download. The object is fetched again on the next
+/// pass and archived beside them; the bucket keeps it until then.
+#[tokio::test]
+async fn a_lost_temp_file_is_fetched_again_never_replaced_by_what_sits_at_its_path() {
+    let rig = Rig::new().await;
+    let bytes = random(300_000);
+    let s = seed_bytes(&rig, "uploads/v2.bin", &bytes).await;
+    let approved: chrono::DateTime<chrono::Utc> = rig
+        .db
+        .client()
+        .await
+        .query_one("SELECT approved_at FROM media WHERE id = $1", &[&s.id])
+        .await
+        .unwrap()
+        .get(0);
+    let rel = r2_sync::archive::relative_path(s.id, approved, "data.bin", &s.key);
+    let older = rig.archive_dir().join(&rel);
+    std::fs::create_dir_all(older.parent().unwrap()).unwrap();
+    std::fs::write(&older, b"an older version").unwrap();
+    let identity = serde_json::json!({ "media_id": s.id, "size": 16, "sha256": sha256_hex(b"an older version") });
+    std::fs::write(r2_sync::archive::sidecar_path(&older), identity.to_string()).unwrap();
+
+    let syncer = rig.syncer(&[("VALIDATE_MEDIA", "false")]);
+    let mut entry = r2_sync::state::Entry::new(s.id as u64, s.key.clone());
+    entry.stage = r2_sync::state::Stage::Downloaded;
+    entry.archive_path = Some(rel.display().to_string());
+    entry.temp_path = Some(rig.part(s.id).display().to_string());
+    (entry.size, entry.bytes_done, entry.sha256) = (Some(s.size), s.size, Some(s.sha256.clone()));
+    entry.etag = Some(rig.storage().head(&s.key).await.unwrap().etag);
+    syncer.ledger.put(&entry).unwrap();
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let first = syncer.pass(&shutdown).await;
+    assert_eq!(first.deferred, 1, "{first:?}");
+    assert_eq!(
+        rig.status(s.id).await,
+        "approved",
+        "nothing recorded from the wrong bytes"
+    );
+    assert!(rig.storage().head(&s.key).await.is_ok());
+    // The next pass after the backoff.
+    syncer.ledger.update(s.id as u64, |e| e.retry_after = 0).unwrap();
+    let second = syncer.pass(&shutdown).await;
+    assert_eq!(second.archived, 1, "{second:?}");
+
+    assert_eq!(
+        std::fs::read(&older).unwrap(),
+        b"an older version",
+        "the older version is untouched"
+    );
+    let path: String = rig
+        .db
+        .client()
+        .await
+        .query_one("SELECT archive_path FROM media WHERE id = $1", &[&s.id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(std::path::Path::new(&path), rel.as_path());
+    assert_eq!(
+        sha256_hex(&std::fs::read(rig.archive_dir().join(&path)).unwrap()),
+        s.sha256
+    );
+    assert!(
+        rig.storage().head(&s.key).await.is_err(),
+        "deleted once the right bytes were archived"
+    );
+}

@@ -374,12 +374,11 @@ impl Syncer {
         // The file is either still the temp file, or already renamed to the recorded path
         // (a crash between the rename and the next ledger write).
         let temp = entry.temp_path.clone().map(PathBuf::from).filter(|t| t.is_file());
-        let placed = entry
-            .archive_path
-            .as_ref()
-            .map(|rel| root.join(rel))
-            .filter(|p| p.is_file());
-        let Some(file) = temp.clone().or(placed) else {
+        let file = match &temp {
+            Some(temp) => Some(temp.clone()),
+            None => self.placed_copy(entry).await,
+        };
+        let Some(file) = file else {
             entry.restart_download();
             entry.archive_path = None;
             self.save(entry, Stage::Claimed, log).await?;
@@ -478,6 +477,18 @@ impl Syncer {
         // recorded path and the temp file gone, which `place` handles.
         entry.temp_path = None;
         Ok(())
+    }
+
+    /// The recorded archive path, if the file there is exactly the bytes downloaded (checked:
+    /// the path may have held an earlier version of this media when it was reserved).
+    async fn placed_copy(&self, entry: &Entry) -> Option<PathBuf> {
+        let (Some(rel), Some(size), Some(sha256)) = (&entry.archive_path, entry.size, entry.sha256.clone()) else {
+            return None;
+        };
+        let file = self.cfg.target_dir().join(rel);
+        let checked = file.clone();
+        let matches = tokio::task::spawn_blocking(move || archive::file_matches(&checked, size, &sha256)).await;
+        matches.unwrap_or(false).then_some(file)
     }
 
     /// The file at `rel` is an earlier, unrecorded placement of exactly the bytes just
