@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures::future::try_join_all;
 use serde_json::Value;
 use thiserror::Error;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use crate::coalesce::Coalescer;
@@ -375,32 +377,30 @@ impl Db {
             )
             .await
             .map_err(query("mark archived"))?;
+        // The statements of a batch are sent together (pipelined on the connection), not one
+        // round trip each.
+        let (txn_ref, mark) = (&txn, &mark);
+        let moved = try_join_all(records.iter().map(|r| async move {
+            let params: [&(dyn ToSql + Sync); 5] = [
+                &r.id,
+                &names::STATUS_ARCHIVED,
+                &names::LOCATION_UNRAID,
+                &r.archive_path,
+                &names::STATUS_APPROVED,
+            ];
+            txn_ref.execute(mark, &params).await
+        }))
+        .await
+        .map_err(query("mark archived"))?;
+        let audits = records.iter().zip(&moved).filter(|(_, n)| **n > 0);
+        try_join_all(audits.map(|(r, _)| insert_audit(&txn, r.id, names::AUDIT_ARCHIVED, &r.details))).await?;
         let mut outcomes = Vec::with_capacity(records.len());
-        for ArchivedRecord {
-            id,
-            archive_path,
-            details,
-        } in records
-        {
-            let moved = txn
-                .execute(
-                    &mark,
-                    &[
-                        id,
-                        &names::STATUS_ARCHIVED,
-                        &names::LOCATION_UNRAID,
-                        archive_path,
-                        &names::STATUS_APPROVED,
-                    ],
-                )
-                .await
-                .map_err(query("mark archived"))?;
-            if moved == 0 {
-                outcomes.push(not_moved(&txn, *id, archive_path).await?);
-                continue;
-            }
-            insert_audit(&txn, *id, names::AUDIT_ARCHIVED, details).await?;
-            outcomes.push(Outcome::Applied);
+        for (record, n) in records.iter().zip(moved) {
+            outcomes.push(if n > 0 {
+                Outcome::Applied
+            } else {
+                not_moved(&txn, record.id, &record.archive_path).await?
+            });
         }
         txn.commit().await.map_err(query("commit archived"))?;
         Ok(outcomes)
