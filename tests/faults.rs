@@ -204,14 +204,7 @@ async fn a_lost_temp_file_is_fetched_again_never_replaced_by_what_sits_at_its_pa
     let rig = Rig::new().await;
     let bytes = random(300_000);
     let s = seed_bytes(&rig, "uploads/v2.bin", &bytes).await;
-    let approved: chrono::DateTime<chrono::Utc> = rig
-        .db
-        .client()
-        .await
-        .query_one("SELECT approved_at FROM media WHERE id = $1", &[&s.id])
-        .await
-        .unwrap()
-        .get(0);
+    let approved: chrono::DateTime<chrono::Utc> = media_value(&rig, "approved_at", s.id).await;
     let rel = r2_sync::archive::relative_path(s.id, approved, "data.bin", &s.key);
     let older = rig.archive_dir().join(&rel);
     std::fs::create_dir_all(older.parent().unwrap()).unwrap();
@@ -247,14 +240,7 @@ async fn a_lost_temp_file_is_fetched_again_never_replaced_by_what_sits_at_its_pa
         b"an older version",
         "the older version is untouched"
     );
-    let path: String = rig
-        .db
-        .client()
-        .await
-        .query_one("SELECT archive_path FROM media WHERE id = $1", &[&s.id])
-        .await
-        .unwrap()
-        .get(0);
+    let path: String = media_value(&rig, "archive_path", s.id).await;
     assert_ne!(std::path::Path::new(&path), rel.as_path());
     assert_eq!(
         sha256_hex(&std::fs::read(rig.archive_dir().join(&path)).unwrap()),
@@ -264,4 +250,10 @@ async fn a_lost_temp_file_is_fetched_again_never_replaced_by_what_sits_at_its_pa
         rig.storage().head(&s.key).await.is_err(),
         "deleted once the right bytes were archived"
     );
+}
+
+/// One column of media `id`'s row.
+async fn media_value<T: for<'a> tokio_postgres::types::FromSql<'a>>(rig: &Rig, column: &str, id: i64) -> T {
+    let sql = format!("SELECT {column} FROM media WHERE id = $1");
+    rig.db.client().await.query_one(&sql, &[&id]).await.unwrap().get(0)
 }
