@@ -165,9 +165,9 @@ pub fn free_name(root: &Path, rel: &Path) -> Result<PathBuf, ArchiveError> {
     first_name(rel, |candidate| is_free(root, candidate))
 }
 
-/// Like [`free_name`], but a path whose sidecar names `media_id` may be taken too: it was
-/// left by a placement of this media the ledger never recorded (a crash before the next
-/// ledger write), and [`holds_copy`] decides at placement whether it is these very bytes.
+/// Like [`free_name`], but a path whose sidecar names `media_id` may be taken too: it may
+/// hold a placement of this media the ledger never recorded (a crash before the next ledger
+/// write); the placement keeps it only if it is these very bytes ([`file_matches`]).
 pub fn reusable_name(root: &Path, rel: &Path, media_id: i64) -> Result<PathBuf, ArchiveError> {
     first_name(rel, |candidate| {
         is_free(root, candidate) || sidecar_identity(root, candidate).is_some_and(|id| id.media_id == media_id)
@@ -188,12 +188,10 @@ fn first_name(rel: &Path, usable: impl Fn(&Path) -> bool) -> Result<PathBuf, Arc
     Ok(chosen)
 }
 
-/// What a sidecar says the file beside it is.
+/// Whose file a sidecar says the file beside it is.
 #[derive(serde::Deserialize)]
 struct Identity {
     media_id: i64,
-    size: u64,
-    sha256: String,
 }
 
 /// Sidecars are small; anything bigger is not one of ours.
@@ -206,15 +204,6 @@ fn sidecar_identity(root: &Path, rel: &Path) -> Option<Identity> {
         return None;
     }
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
-}
-
-/// `root/rel` is a regular file of `size` bytes hashing to `sha256`, and its sidecar says
-/// so for `media_id`: an earlier, unrecorded placement of exactly these bytes, which may
-/// stand instead of placing them again.
-pub fn holds_copy(root: &Path, rel: &Path, media_id: i64, size: u64, sha256: &str) -> bool {
-    sidecar_identity(root, rel)
-        .is_some_and(|id| id.media_id == media_id && id.size == size && id.sha256.eq_ignore_ascii_case(sha256))
-        && file_matches(&root.join(rel), size, sha256)
 }
 
 /// `file` is a regular file (not a symlink) of `size` bytes hashing to `sha256`.
@@ -238,16 +227,13 @@ pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
     fsync_dir(dir)
 }
 
-/// Makes an earlier placement of `root/rel` and its sidecar durable on their own (fsync
-/// both and their directory), for when there is no shared flush to do it.
-pub fn make_durable(root: &Path, rel: &Path) -> Result<(), ArchiveError> {
-    let file = root.join(rel);
-    for path in [file.clone(), sidecar_path(&file)] {
-        std::fs::File::open(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(ArchiveError::io("fsync", &path))?;
-    }
-    fsync_dir(file.parent().expect("archive paths have a parent"))
+/// Completes a placement found after a crash: the file made durable (it may have been
+/// renamed before its bytes were flushed), its sidecar (re)written durably beside it.
+pub fn settle_placed(file: &Path, sidecar: &[u8]) -> Result<(), ArchiveError> {
+    std::fs::File::open(file)
+        .and_then(|f| f.sync_all())
+        .map_err(ArchiveError::io("fsync", file))?;
+    write_atomic(&sidecar_path(file), sidecar)
 }
 
 /// Who makes a placement durable.
@@ -439,41 +425,44 @@ mod tests {
         use sha2::Digest;
         let root = tempfile::tempdir().unwrap();
         let rel = PathBuf::from("2026/01/7-clip.mp4");
+        let file = root.path().join(&rel);
         let sha = hex::encode(sha2::Sha256::digest(b"abc"));
-        let sidecar = |media_id: i64, size: u64, sha: &str| {
-            let json = serde_json::json!({ "media_id": media_id, "size": size, "sha256": sha, "title": "t" });
+        let sidecar = |media_id: i64| {
+            let json = serde_json::json!({ "media_id": media_id, "size": 3, "sha256": sha, "title": "t" });
             std::fs::write(root.path().join(sidecar_path(&rel)), json.to_string()).unwrap();
         };
         std::fs::create_dir_all(root.path().join("2026/01")).unwrap();
-        std::fs::write(root.path().join(&rel), "abc").unwrap();
-        sidecar(7, 3, &sha);
+        std::fs::write(&file, "abc").unwrap();
+        sidecar(7);
+        // The path may be reserved again by the media its sidecar names, and by no other.
         assert_eq!(reusable_name(root.path(), &rel, 7).unwrap(), rel);
+        let next = PathBuf::from("2026/01/7-clip-2.mp4");
         assert_eq!(
             reusable_name(root.path(), &rel, 8).unwrap(),
-            PathBuf::from("2026/01/7-clip-2.mp4")
+            next,
+            "another media's file"
         );
-        assert_eq!(
-            free_name(root.path(), &rel).unwrap(),
-            PathBuf::from("2026/01/7-clip-2.mp4")
-        );
-        assert!(holds_copy(root.path(), &rel, 7, 3, &sha));
-        assert!(!holds_copy(root.path(), &rel, 8, 3, &sha), "another media's file");
-        assert!(!holds_copy(root.path(), &rel, 7, 3, &"0".repeat(64)), "other bytes");
-        // The sidecar agrees but the file does not (cut short, or other bytes of that size).
-        std::fs::write(root.path().join(&rel), "ab").unwrap();
-        assert!(!holds_copy(root.path(), &rel, 7, 3, &sha));
-        std::fs::write(root.path().join(&rel), "abd").unwrap();
-        assert!(!holds_copy(root.path(), &rel, 7, 3, &sha));
-        // A sidecar that is not ours (or was lost to a power cut) proves nothing.
-        std::fs::write(root.path().join(&rel), "abc").unwrap();
+        assert_eq!(free_name(root.path(), &rel).unwrap(), next);
+        // Only the very bytes count as placed.
+        assert!(file_matches(&file, 3, &sha));
+        assert!(!file_matches(&file, 3, &"0".repeat(64)), "other bytes");
+        std::fs::write(&file, "ab").unwrap();
+        assert!(!file_matches(&file, 3, &sha), "cut short");
+        std::fs::write(&file, "abd").unwrap();
+        assert!(!file_matches(&file, 3, &sha), "other bytes of that size");
+        // A sidecar that is not ours (or was lost to a power cut) reserves nothing.
+        std::fs::write(&file, "abc").unwrap();
         std::fs::write(root.path().join(sidecar_path(&rel)), "").unwrap();
-        assert!(!holds_copy(root.path(), &rel, 7, 3, &sha));
+        assert_eq!(reusable_name(root.path(), &rel, 7).unwrap(), next);
+        sidecar(7);
+        std::fs::remove_file(&file).unwrap();
+        assert!(!file_matches(&file, 3, &sha), "sidecar without its file");
+        // Completing a placement found after a crash writes its sidecar anew.
+        std::fs::write(&file, "abc").unwrap();
+        settle_placed(&file, b"{\"media_id\":7}").unwrap();
         assert_eq!(
-            reusable_name(root.path(), &rel, 7).unwrap(),
-            PathBuf::from("2026/01/7-clip-2.mp4")
+            std::fs::read(root.path().join(sidecar_path(&rel))).unwrap(),
+            b"{\"media_id\":7}"
         );
-        sidecar(7, 3, &sha);
-        std::fs::remove_file(root.path().join(&rel)).unwrap();
-        assert!(!holds_copy(root.path(), &rel, 7, 3, &sha), "sidecar without its file");
     }
 }

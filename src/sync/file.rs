@@ -46,7 +46,7 @@ enum Download {
     Recorded,
     /// A small object fetched whole: placed first and recorded as `archived`, saving a
     /// flush and a ledger commit. A crash before that downloads it again, and the placement
-    /// then finds its own earlier copy (`archive::holds_copy`).
+    /// then finds its own earlier copy at the path (see [`Syncer::placed_copy`]).
     Unrecorded,
 }
 
@@ -371,14 +371,19 @@ impl Syncer {
             }
         }
         let root = self.cfg.target_dir().to_path_buf();
-        // The file is either still the temp file, or already renamed to the recorded path
-        // (a crash between the rename and the next ledger write).
+        // The download is still the temp file, or already at its archive path: renamed there
+        // before a crash that came before the next ledger write (which, for a download the
+        // ledger never recorded, leaves the temp file of the new download beside it).
         let temp = entry.temp_path.clone().map(PathBuf::from).filter(|t| t.is_file());
-        let file = match &temp {
-            Some(temp) => Some(temp.clone()),
-            None => self.placed_copy(entry).await,
+        let path_free = entry
+            .archive_path
+            .as_ref()
+            .is_some_and(|rel| archive::is_free(&root, Path::new(rel)));
+        let placed = match temp {
+            Some(_) if path_free => None,
+            _ => self.placed_copy(entry).await,
         };
-        let Some(file) = file else {
+        let Some(file) = placed.clone().or_else(|| temp.clone()) else {
             entry.restart_download();
             entry.archive_path = None;
             self.save(entry, Stage::Claimed, log).await?;
@@ -398,16 +403,23 @@ impl Syncer {
         };
         let json = Sidecar::new(row, &facts).to_json();
         let size = facts.size;
-        if let Some(temp) = temp {
-            self.move_into_archive(row, entry, download, temp, json, log).await?;
-        } else {
-            // Placed before a crash: only the sidecar is (re)written.
-            let rel = entry.archive_path.clone().expect("placed files have a path");
-            let sidecar = archive::sidecar_path(&root.join(rel));
-            tokio::task::spawn_blocking(move || archive::write_atomic(&sidecar, &json))
+        match placed {
+            // `file` is the temp file.
+            None => self.move_into_archive(row, entry, download, file, json, log).await?,
+            Some(placed) => {
+                // Placed before a crash: made durable, its sidecar (re)written.
+                tokio::task::spawn_blocking(move || {
+                    if let Some(temp) = temp {
+                        // Kept if it cannot be removed: start-up removes temp files nobody owns.
+                        let _ = std::fs::remove_file(temp);
+                    }
+                    archive::settle_placed(&placed, &json)
+                })
                 .await
                 .map_err(|e| Trouble::Transient(e.to_string()))?
                 .map_err(archive_trouble)?;
+                entry.temp_path = None;
+            }
         }
         let rel = entry.archive_path.clone().expect("set above");
         crate::fault::point("after_sidecar");
@@ -421,8 +433,8 @@ impl Syncer {
 
     /// Renames the file to the path reserved for it when the download began (recorded since
     /// `downloaded`, or else left to [`Download::Unrecorded`]'s rules), its sidecar beside it,
-    /// so that a crash after the rename finds it. A path taken since by anything but an
-    /// earlier copy of these very bytes makes way for a new one, recorded first.
+    /// so that a crash after the rename finds it. A path taken since makes way for a new one,
+    /// recorded first when the download is.
     async fn move_into_archive(
         &self,
         row: &MediaRow,
@@ -433,17 +445,15 @@ impl Syncer {
         log: &Logger,
     ) -> Result<(), Trouble> {
         let root = self.cfg.target_dir().to_path_buf();
-        let reserved = entry.archive_path.as_ref().map(PathBuf::from);
-        let (rel, placed_before) = match reserved.filter(|rel| archive::is_contained(rel)) {
-            Some(rel) if archive::is_free(&root, &rel) => (rel, false),
-            Some(rel) if self.holds_copy(entry, &rel).await => (rel, true),
+        let rel = match entry.archive_path.as_ref().map(PathBuf::from) {
+            Some(rel) if archive::is_contained(&rel) && archive::is_free(&root, &rel) => rel,
             _ => {
                 let rel = archive::free_name(&root, &self.preferred_path(row)).map_err(archive_trouble)?;
                 entry.archive_path = Some(rel.display().to_string());
                 if download == Download::Recorded {
                     self.save(entry, Stage::Downloaded, log).await?;
                 }
-                (rel, false)
+                rel
             }
         };
         crate::fault::point("before_rename");
@@ -453,21 +463,10 @@ impl Syncer {
             archive::Durability::Fsync
         };
         let placing = root.clone();
-        tokio::task::spawn_blocking(move || {
-            if placed_before {
-                // Kept if it cannot be removed: start-up removes temp files nobody owns.
-                let _ = std::fs::remove_file(&temp);
-                match durability {
-                    archive::Durability::Fsync => archive::make_durable(&placing, &rel),
-                    archive::Durability::Caller => Ok(()),
-                }
-            } else {
-                archive::move_into(&placing, &temp, &rel, &sidecar, durability)
-            }
-        })
-        .await
-        .map_err(|e| Trouble::Transient(e.to_string()))?
-        .map_err(archive_trouble)?;
+        tokio::task::spawn_blocking(move || archive::move_into(&placing, &temp, &rel, &sidecar, durability))
+            .await
+            .map_err(|e| Trouble::Transient(e.to_string()))?
+            .map_err(archive_trouble)?;
         let flushed = self.flush.barrier().await;
         flushed
             .map_err(archive::ArchiveError::io("flush", &root))
@@ -479,32 +478,20 @@ impl Syncer {
         Ok(())
     }
 
-    /// The recorded archive path, if the file there is exactly the bytes downloaded (checked:
-    /// the path may have held an earlier version of this media when it was reserved).
+    /// The archive path reserved for the download, if the file there is exactly the bytes
+    /// downloaded (checked: the path may have held an earlier version of this media when it
+    /// was reserved).
     async fn placed_copy(&self, entry: &Entry) -> Option<PathBuf> {
         let (Some(rel), Some(size), Some(sha256)) = (&entry.archive_path, entry.size, entry.sha256.clone()) else {
             return None;
         };
+        if !archive::is_contained(Path::new(rel)) {
+            return None;
+        }
         let file = self.cfg.target_dir().join(rel);
         let checked = file.clone();
         let matches = tokio::task::spawn_blocking(move || archive::file_matches(&checked, size, &sha256)).await;
         matches.unwrap_or(false).then_some(file)
-    }
-
-    /// The file at `rel` is an earlier, unrecorded placement of exactly the bytes just
-    /// downloaded for this entry.
-    async fn holds_copy(&self, entry: &Entry, rel: &Path) -> bool {
-        let (Some(size), Some(sha256)) = (entry.size, entry.sha256.clone()) else {
-            return false;
-        };
-        let (root, rel, media_id) = (
-            self.cfg.target_dir().to_path_buf(),
-            rel.to_path_buf(),
-            entry.media_id as i64,
-        );
-        tokio::task::spawn_blocking(move || archive::holds_copy(&root, &rel, media_id, size, &sha256))
-            .await
-            .unwrap_or(false)
     }
 
     /// The path to reserve for this row's file, relative to the archive's root: free, or
