@@ -378,7 +378,8 @@ impl Syncer {
         let path_free = entry
             .archive_path
             .as_ref()
-            .is_some_and(|rel| archive::is_free(&root, Path::new(rel)));
+            .map(Path::new)
+            .is_some_and(|rel| archive::is_contained(rel) && archive::is_free(&root, rel));
         let placed = match temp {
             Some(_) if path_free => None,
             _ => self.placed_copy(entry).await,
@@ -405,7 +406,12 @@ impl Syncer {
         let size = facts.size;
         match placed {
             // `file` is the temp file.
-            None => self.move_into_archive(row, entry, download, file, json, log).await?,
+            None => {
+                if !path_free {
+                    entry.archive_path = None;
+                }
+                self.move_into_archive(row, entry, download, file, json, log).await?
+            }
             Some(placed) => {
                 // Placed before a crash: made durable, its sidecar (re)written.
                 tokio::task::spawn_blocking(move || {
@@ -433,8 +439,8 @@ impl Syncer {
 
     /// Renames the file to the path reserved for it when the download began (recorded since
     /// `downloaded`, or else left to [`Download::Unrecorded`]'s rules), its sidecar beside it,
-    /// so that a crash after the rename finds it. A path taken since makes way for a new one,
-    /// recorded first when the download is.
+    /// so that a crash after the rename finds it. The caller clears a path taken since, which
+    /// makes way for a new one, recorded first when the download is.
     async fn move_into_archive(
         &self,
         row: &MediaRow,
@@ -446,8 +452,8 @@ impl Syncer {
     ) -> Result<(), Trouble> {
         let root = self.cfg.target_dir().to_path_buf();
         let rel = match entry.archive_path.as_ref().map(PathBuf::from) {
-            Some(rel) if archive::is_contained(&rel) && archive::is_free(&root, &rel) => rel,
-            _ => {
+            Some(rel) => rel,
+            None => {
                 let rel = archive::free_name(&root, &self.preferred_path(row)).map_err(archive_trouble)?;
                 entry.archive_path = Some(rel.display().to_string());
                 if download == Download::Recorded {
