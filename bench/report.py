@@ -112,6 +112,10 @@ def rows(m: dict[str, str]) -> list[Row]:
             "range.rps", "r2sync", "nginx", "nginx", ratio_at_least(0.8)),
         Row("5", "idle RSS of `r2-sync run` (VmRSS after 5 s idle)", "MiB",
             "idle.rss_mib", "r2sync", None, "", below(20, "MiB")),
+        Row("6", f"S3 client alone, {small}: GET + MD5 of each, no disk, 16 at once (r2-sync's own code: examples/get_floor.rs)", "CPU-s",
+            "smallget.cpu_s", None, "rusts3", "rust-s3"),
+        Row("6", f"… the same by rclone (md5sum --download --checkers 16)", "CPU-s",
+            "smallget.cpu_s", None, "rclone", "rclone"),
         Row("6", f"disk read of the {serve} file (dd bs=4M, {cache})", "MB/s",
             "dd.mbps", None, "dd", "dd"),
         Row("6", f"loopback HTTP: nginx serving the {serve} file to curl (= row 5 baseline)", "MB/s",
@@ -157,6 +161,7 @@ SECTIONS = [
     ("videos", "1 videos", ["r2sync_c2", "r2sync_c4", "rclone"]),
     ("big", "2 one big object", ["r2sync", "rclone"]),
     ("small", "3 small objects", ["r2sync", "rclone"]),
+    ("smallget", "3 context: GET + MD5 alone", ["rusts3", "rclone"]),
 ]
 
 

@@ -410,6 +410,27 @@ bench_small() {
     done
 }
 
+# Row 3's context: the S3 clients alone, without disk, database or ledger: 2,000 GETs with
+# MD5 of each body, by r2-sync's own client code (examples/get_floor.rs: the call a pass makes
+# for a small object, 16 at once as a pass does) and by rclone (md5sum --download, 16 at once;
+# --disable ListR: the test server answers a listing without delimiter with nothing).
+# The rows compare CPU time, which is what row 3 runs out of on 2 cores.
+bench_small_floor() {
+    say "row 3 context: GET + MD5 of $SMALL_FILES objects, no disk"
+    upload "$WORK/src/small" small
+    for run in $(seq 1 "$RUNS"); do
+        for subject in $(rotate "$run" rusts3 rclone); do
+            if [ "$subject" = rclone ]; then
+                timed smallget rclone "$run" rclone md5sum --download --checkers 16 --disable ListR "bench:$BUCKET/small/"
+                [ "$(wc -l <"$WORK/logs/smallget-rclone-$run.log")" -eq "$SMALL_FILES" ] ||
+                    die "row 3 context: rclone md5sum did not hash $SMALL_FILES objects"
+            else
+                timed smallget rusts3 "$run" env -i "${R2ENV[@]}" "$BIN/examples/get_floor" small bin "$SMALL_FILES" 16 md5
+            fi
+        done
+    done
+}
+
 # Row 4: bytes fetched again after a SIGKILL at half the big object. The S3 server counts the
 # body bytes it sends; everything beyond one copy of the object was downloaded twice.
 bench_resume() {
@@ -745,7 +766,7 @@ main() {
     need_tools
     if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
         say "building release binaries"
-        cargo build --locked --release -p r2-sync -p r2-sync-test-s3 || die "the release build failed"
+        cargo build --locked --release -p r2-sync -p r2-sync-test-s3 --bins --examples || die "the release build failed"
     fi
     for b in r2-sync r2-sync-test-s3; do [ -x "$BIN/$b" ] || die "no release binary $BIN/$b"; done
 
@@ -777,7 +798,7 @@ main() {
 
     if wants videos; then bench_videos; fi
     if wants big; then bench_big; fi
-    if wants small; then bench_small; fi
+    if wants small; then bench_small; bench_small_floor; fi
     if wants resume; then bench_resume; fi
     if wants serve; then bench_serve; fi
     if wants context; then bench_context; fi

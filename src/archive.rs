@@ -1,7 +1,7 @@
 //! The archive on disk: safe names from untrusted input, and durable atomic placement
 //! (write a temp file on the same filesystem, fsync it, rename, fsync the directory).
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::path::{Component, Path, PathBuf};
 
 use chrono::{DateTime, Datelike, Utc};
@@ -247,7 +247,11 @@ pub enum Durability {
 
 /// Renames a complete, durable temp file to `root/rel` (which must be free) and writes its
 /// sidecar beside it. With [`Durability::Fsync`] the sidecar's temp file is fsynced first,
-/// then both are renamed into place, so one fsync of the directory makes both renames durable.
+/// then both are renamed into place, so one fsync of the directory makes both durable. With
+/// [`Durability::Caller`] nothing is durable before the caller's flush anyway, so the sidecar
+/// is written in place, after the file: a crash before the flush may leave the file without
+/// a whole sidecar, never a sidecar without its file, and the placement after it rewrites
+/// the sidecar ([`settle_placed`]).
 pub fn move_into(
     root: &Path,
     temp: &Path,
@@ -258,27 +262,62 @@ pub fn move_into(
     assert!(is_contained(rel), "archive paths are built by relative_path");
     let dest = root.join(rel);
     let dir = dest.parent().expect("archive paths have a parent");
-    create_dirs_durably(dir)?;
     let sidecar_dest = sidecar_path(&dest);
-    let sidecar_tmp = write_temp(&sidecar_dest, sidecar, durability)?;
-    let placed = if dest.symlink_metadata().is_ok() {
-        Err(ArchiveError::Io {
-            op: "rename into",
-            path: dest.display().to_string(),
-            source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-        })
-    } else {
-        std::fs::rename(temp, &dest).map_err(ArchiveError::io("rename into", &dest))
-    };
-    if let Err(e) = placed {
-        let _ = std::fs::remove_file(&sidecar_tmp);
-        return Err(e);
-    }
-    rename_or_discard(&sidecar_tmp, &sidecar_dest)?;
     match durability {
-        Durability::Fsync => fsync_dir(dir),
-        Durability::Caller => Ok(()),
+        Durability::Fsync => {
+            create_dirs_durably(dir)?;
+            let sidecar_tmp = write_temp(&sidecar_dest, sidecar, durability)?;
+            if let Err(e) = rename_new(temp, &dest) {
+                let _ = std::fs::remove_file(&sidecar_tmp);
+                return Err(e);
+            }
+            rename_or_discard(&sidecar_tmp, &sidecar_dest)?;
+            fsync_dir(dir)
+        }
+        Durability::Caller => {
+            // The month's directory exists for all but its first file: made when missing.
+            match rename_new(temp, &dest) {
+                Err(ArchiveError::Io { source, .. }) if source.kind() == ErrorKind::NotFound && !dir.is_dir() => {
+                    create_dirs_durably(dir)?;
+                    rename_new(temp, &dest)?;
+                }
+                placed => placed?,
+            }
+            write_new(&sidecar_dest, sidecar)
+        }
     }
+}
+
+/// Renames `from` to `to`, failing if `to` exists: atomically where the filesystem can
+/// (`renameat2` with `RENAME_NOREPLACE`), else by looking first.
+fn rename_new(from: &Path, to: &Path) -> Result<(), ArchiveError> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    use rustix::io::Errno;
+    let renamed = match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
+            if to.symlink_metadata().is_ok() {
+                Err(std::io::Error::from(ErrorKind::AlreadyExists))
+            } else {
+                std::fs::rename(from, to)
+            }
+        }
+        other => other.map_err(std::io::Error::from),
+    };
+    renamed.map_err(ArchiveError::io("rename into", to))
+}
+
+/// Writes `bytes` to the new file `dest` (it must not exist), removing what it wrote if
+/// that fails.
+fn write_new(dest: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .map_err(ArchiveError::io("create", dest))?;
+    file.write_all(bytes).map_err(|e| {
+        let _ = std::fs::remove_file(dest);
+        ArchiveError::io("write", dest)(e)
+    })
 }
 
 /// Writes `bytes` to a temp file beside `dest` (and fsyncs it, unless the caller flushes

@@ -123,15 +123,20 @@ impl Syncer {
     }
 
     async fn save(&self, entry: &mut Entry, stage: Stage, log: &Logger) -> Result<(), Trouble> {
+        self.commit_stage(entry, stage).await?;
+        info!(log, "stage"; "stage" => stage.as_str(), "bytes" => entry.bytes_done);
+        Ok(())
+    }
+
+    /// [`Self::save`] for a caller that logs the event itself.
+    async fn commit_stage(&self, entry: &mut Entry, stage: Stage) -> Result<(), Trouble> {
         debug_assert!(entry.stage.can_move_to(stage), "{} -> {}", entry.stage, stage);
         entry.stage = stage;
         entry.touch();
         self.ledger
             .commit(entry)
             .await
-            .map_err(|e| Trouble::Transient(e.to_string()))?;
-        info!(log, "stage"; "stage" => stage.as_str(), "bytes" => entry.bytes_done);
-        Ok(())
+            .map_err(|e| Trouble::Transient(e.to_string()))
     }
 
     async fn advance(
@@ -429,9 +434,9 @@ impl Syncer {
         }
         let rel = entry.archive_path.clone().expect("set above");
         crate::fault::point("after_sidecar");
-        info!(log, "archived"; "stage" => "archived", "archive_path" => &rel, "bytes" => size);
-        self.save(entry, if shadow { Stage::Shadowed } else { Stage::Archived }, log)
-            .await?;
+        let stage = if shadow { Stage::Shadowed } else { Stage::Archived };
+        self.commit_stage(entry, stage).await?;
+        info!(log, "archived"; "stage" => stage.as_str(), "archive_path" => &rel, "bytes" => size);
         self.metrics.file_synced(entry.size.unwrap_or(entry.bytes_done));
         crate::fault::point("after_archived");
         Ok(())
