@@ -116,6 +116,12 @@ def rows(m: dict[str, str]) -> list[Row]:
             "smallget.cpu_s", None, "rusts3", "rust-s3"),
         Row("6", f"… the same by rclone (md5sum --download --checkers 16)", "CPU-s",
             "smallget.cpu_s", None, "rclone", "rclone"),
+        Row("6", f"… with SHA-256 of each body too (the sidecar's)", "CPU-s",
+            "smallget.cpu_s", None, "rusts3_sha", "rust-s3"),
+        Row("6", f"the kernel's file work alone for the {small}: temp file, rename, sidecar, a syncfs per 64 (bench/file_floor.py, system CPU)", "CPU-s",
+            "filefloor.sys_s", None, "kernel", "kernel"),
+        Row("6", f"the ledger alone: a pass's redb writes for the {small} at its pace (examples/ledger_floor.rs)", "CPU-s",
+            "smallledger.cpu_s", None, "redb", "redb"),
         Row("6", f"disk read of the {serve} file (dd bs=4M, {cache})", "MB/s",
             "dd.mbps", None, "dd", "dd"),
         Row("6", f"loopback HTTP: nginx serving the {serve} file to curl (= row 5 baseline)", "MB/s",
@@ -161,7 +167,8 @@ SECTIONS = [
     ("videos", "1 videos", ["r2sync_c2", "r2sync_c4", "rclone"]),
     ("big", "2 one big object", ["r2sync", "rclone"]),
     ("small", "3 small objects", ["r2sync", "rclone"]),
-    ("smallget", "3 context: GET + MD5 alone", ["rusts3", "rclone"]),
+    ("smallget", "3 context: GET + hashes alone", ["rusts3", "rusts3_sha", "rclone"]),
+    ("smallledger", "3 context: the ledger alone", ["redb"]),
 ]
 
 

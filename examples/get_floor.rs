@@ -1,16 +1,18 @@
 //! Benchmark context (`scripts/bench.sh`, row 3), not part of the product: what r2-sync's S3
 //! client alone costs per small object. Fetches `<prefix>/f0001.<ext>` … `f<count>.<ext>`
 //! with [`Storage::get_start`] (the very call a sync pass makes for an object of at most
-//! 1 MiB), `concurrency` at once, optionally MD5-hashing each body as the pass does, and
-//! drops the bodies: no disk, ledger, database or log. The harness reads its CPU time.
+//! 1 MiB), `concurrency` at once, optionally hashing each body as the pass does (`md5`: the
+//! ETag check; `md5+sha256`: and the sidecar's SHA-256, with the same crates), and drops the
+//! bodies: no disk, ledger, database or log. The harness reads its CPU time.
 //!
-//! Usage: `get_floor <prefix> <ext> <count> <concurrency> [md5]`, with `R2_ENDPOINT`,
+//! Usage: `get_floor <prefix> <ext> <count> <concurrency> [md5|md5+sha256]`, with `R2_ENDPOINT`,
 //! `R2_ACCESS_KEY`, `R2_SECRET_KEY`, `R2_BUCKET` (and optionally `R2_REGION`) set.
 
 use futures::{stream, StreamExt};
 use md5::{Digest, Md5};
 use r2_sync::config::{R2Config, Secret};
 use r2_sync::storage::Storage;
+use sha2::Sha256;
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
@@ -20,11 +22,16 @@ fn env(name: &str) -> String {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, prefix, ext, count, concurrency, rest @ ..] = args.as_slice() else {
-        panic!("usage: get_floor <prefix> <ext> <count> <concurrency> [md5]");
+        panic!("usage: get_floor <prefix> <ext> <count> <concurrency> [md5|md5+sha256]");
     };
     let count: usize = count.parse().expect("count is a number");
     let concurrency: usize = concurrency.parse().expect("concurrency is a number");
-    let hash = rest.first().is_some_and(|a| a == "md5");
+    let (md5, sha256) = match rest.first().map(String::as_str) {
+        None => (false, false),
+        Some("md5") => (true, false),
+        Some("md5+sha256") => (true, true),
+        Some(other) => panic!("unknown hashes {other:?}: md5 or md5+sha256"),
+    };
     let storage = Storage::new(&R2Config {
         endpoint: env("R2_ENDPOINT"),
         access_key: env("R2_ACCESS_KEY"),
@@ -39,8 +46,11 @@ async fn main() {
             let key = format!("{prefix}/f{i:04}.{ext}");
             async move {
                 let (_, body) = storage.get_start(&key, 1 << 20).await.expect("GET");
-                if hash {
+                if md5 {
                     std::hint::black_box(Md5::digest(&body));
+                }
+                if sha256 {
+                    std::hint::black_box(Sha256::digest(&body));
                 }
                 body.len() as u64
             }

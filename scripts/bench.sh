@@ -406,6 +406,7 @@ bench_small() {
         for subject in $(rotate "$run" r2sync rclone); do
             sync_blobs_once small small "$SMALL_FILES" "$SMALL_BYTES" "$run" "$subject"
             record small.fps "$subject" "$run" "$(calc "$SMALL_FILES / $T_SECS")"
+            if [ "$subject" = r2sync ]; then SMALL_R2_FPS=$(calc "$SMALL_FILES / $T_SECS"); fi
         done
     done
 }
@@ -414,12 +415,16 @@ bench_small() {
 # MD5 of each body, by r2-sync's own client code (examples/get_floor.rs: the call a pass makes
 # for a small object, 16 at once as a pass does) and by rclone (md5sum --download, 16 at once;
 # --disable ListR: the test server answers a listing without delimiter with nothing).
-# The rows compare CPU time, which is what row 3 runs out of on 2 cores.
+# The rows compare CPU time, which is what row 3 runs out of on 2 cores. Then the ledger
+# alone (examples/ledger_floor.rs), on the same disk as a pass's (STATE_DIR under WORK).
 bench_small_floor() {
     say "row 3 context: GET + MD5 of $SMALL_FILES objects, no disk"
     upload "$WORK/src/small" small
     for run in $(seq 1 "$RUNS"); do
         for subject in $(rotate "$run" rusts3 rclone); do
+            if [ "$subject" = rusts3 ]; then
+                timed smallget rusts3_sha "$run" env -i "${R2ENV[@]}" "$BIN/examples/get_floor" small bin "$SMALL_FILES" 16 md5+sha256
+            fi
             if [ "$subject" = rclone ]; then
                 timed smallget rclone "$run" rclone md5sum --download --checkers 16 --disable ListR "bench:$BUCKET/small/"
                 [ "$(wc -l <"$WORK/logs/smallget-rclone-$run.log")" -eq "$SMALL_FILES" ] ||
@@ -428,6 +433,24 @@ bench_small_floor() {
                 timed smallget rusts3 "$run" env -i "${R2ENV[@]}" "$BIN/examples/get_floor" small bin "$SMALL_FILES" 16 md5
             fi
         done
+    done
+    # The ledger alone, written as a pass writes it for these files, at the pass's pace.
+    say "row 3 context: the ledger's writes for $SMALL_FILES files at ${SMALL_R2_FPS:-1500} files/s"
+    for run in $(seq 1 "$RUNS"); do
+        mkdir -p "$WORK/ledger-floor"
+        rm -f "$WORK/ledger-floor/"*
+        timed smallledger redb "$run" "$BIN/examples/ledger_floor" "$WORK/ledger-floor" "$SMALL_FILES" 128 "${SMALL_R2_FPS:-1500}"
+    done
+    # The kernel's part of the file work, on the archive's filesystem.
+    say "row 3 context: the kernel's file work for $SMALL_FILES files (bench/file_floor.py)"
+    for run in $(seq 1 "$RUNS"); do
+        local secs
+        sync
+        secs=$(python3 bench/file_floor.py "$DISK/file-floor" "$SMALL_FILES" "$SMALL_BYTES") ||
+            die "row 3 context: bench/file_floor.py failed"
+        record filefloor.sys_s kernel "$run" "$secs"
+        say "  filefloor-kernel-$run: system CPU ${secs}s"
+        discard "$DISK/file-floor"
     done
 }
 

@@ -76,7 +76,7 @@ const HOLD_LAZY: Duration = Duration::from_millis(250);
 /// Commits start at least this far apart: under load the writer would otherwise commit
 /// whatever arrived during the last fsync, many small batches each paying a whole commit
 /// (most of its CPU); a lone commit after a quiet spell goes at once.
-const COMMIT_SPACING: Duration = Duration::from_millis(2);
+const COMMIT_SPACING: Duration = Duration::from_millis(5);
 
 struct Job {
     /// None: nothing to write, only a reply once everything queued before is committed.
