@@ -112,6 +112,10 @@ def rows(m: dict[str, str]) -> list[Row]:
             "range.rps", "r2sync", "nginx", "nginx", ratio_at_least(0.8)),
         Row("5", "idle RSS of `r2-sync run` (VmRSS after 5 s idle)", "MiB",
             "idle.rss_mib", "r2sync", None, "", below(20, "MiB")),
+        Row("6", f"MD5 + SHA-256 alone of the {videos} (examples/hash_floor.rs, page cache)", "CPU-s",
+            "videofloor.cpu_s", None, "hashes", "hashes"),
+        Row("6", f"ffprobe alone on each of the {videos}, r2-sync's arguments", "CPU-s",
+            "videofloor.cpu_s", None, "ffprobe", "ffprobe"),
         Row("6", f"S3 client alone, {small}: GET + MD5 of each, no disk, 16 at once (r2-sync's own code: examples/get_floor.rs)", "CPU-s",
             "smallget.cpu_s", None, "rusts3", "rust-s3"),
         Row("6", f"… the same by rclone (md5sum --download --checkers 16)", "CPU-s",
@@ -165,6 +169,7 @@ def main_table(values, meta) -> list[str]:
 
 SECTIONS = [
     ("videos", "1 videos", ["r2sync_c2", "r2sync_c4", "rclone"]),
+    ("videofloor", "1 context: the contract's computing alone", ["hashes", "ffprobe"]),
     ("big", "2 one big object", ["r2sync", "rclone"]),
     ("small", "3 small objects", ["r2sync", "rclone"]),
     ("smallget", "3 context: GET + hashes alone", ["rusts3", "rusts3_sha", "rclone"]),

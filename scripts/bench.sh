@@ -370,7 +370,20 @@ bench_videos() {
             esac
             record videos.mbps "$subject" "$run" "$(calc "$total / $T_SECS / 1e6")"
         done
+        videos_floor "$run"
     done
+}
+
+# Row 1's context, in the same minute as each run of the row: what the contract makes
+# r2-sync compute for these videos, alone: MD5 + SHA-256 of every byte (examples/
+# hash_floor.rs, r2-sync's crates) and ffprobe on each file with r2-sync's arguments.
+videos_floor() {
+    local run=$1
+    timed videofloor hashes "$run" "$BIN/examples/hash_floor" "$WORK/src/videos/"*.mp4
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    timed videofloor ffprobe "$run" bash -c 'for f in "$@"; do
+        ffprobe -v error -print_format json -show_format -show_streams -- "$f" >/dev/null || exit 1
+    done' _ "$WORK/src/videos/"*.mp4
 }
 
 # sync_blobs_once SECTION PREFIX COUNT SIZE RUN SUBJECT: one timed run of SUBJECT (r2sync, with
