@@ -222,7 +222,7 @@ pub fn file_matches(file: &Path, size: u64, sha256: &str) -> bool {
 pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
     let dir = dest.parent().expect("destination has a parent");
     create_dirs_durably(dir)?;
-    let tmp = write_temp(dest, bytes, Durability::Fsync)?;
+    let tmp = write_temp_durably(dest, bytes)?;
     rename_or_discard(&tmp, dest)?;
     fsync_dir(dir)
 }
@@ -266,7 +266,7 @@ pub fn move_into(
     match durability {
         Durability::Fsync => {
             create_dirs_durably(dir)?;
-            let sidecar_tmp = write_temp(&sidecar_dest, sidecar, durability)?;
+            let sidecar_tmp = write_temp_durably(&sidecar_dest, sidecar)?;
             if let Err(e) = rename_new(temp, &dest) {
                 let _ = std::fs::remove_file(&sidecar_tmp);
                 return Err(e);
@@ -320,9 +320,8 @@ fn write_new(dest: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
     })
 }
 
-/// Writes `bytes` to a temp file beside `dest` (and fsyncs it, unless the caller flushes
-/// later); returns the temp file's path.
-fn write_temp(dest: &Path, bytes: &[u8], durability: Durability) -> Result<PathBuf, ArchiveError> {
+/// Writes `bytes` to a temp file beside `dest` and fsyncs it; returns the temp file's path.
+fn write_temp_durably(dest: &Path, bytes: &[u8]) -> Result<PathBuf, ArchiveError> {
     let dir = dest.parent().expect("destination has a parent");
     let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("sidecar");
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -330,10 +329,7 @@ fn write_temp(dest: &Path, bytes: &[u8], durability: Durability) -> Result<PathB
         .map_err(ArchiveError::io("create", &tmp))
         .and_then(|mut f| {
             f.write_all(bytes).map_err(ArchiveError::io("write", &tmp))?;
-            match durability {
-                Durability::Fsync => f.sync_all().map_err(ArchiveError::io("fsync", &tmp)),
-                Durability::Caller => Ok(()),
-            }
+            f.sync_all().map_err(ArchiveError::io("fsync", &tmp))
         });
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
@@ -457,6 +453,36 @@ mod tests {
             names.iter().all(|n| !n.to_string_lossy().ends_with(".tmp")),
             "{names:?}"
         );
+    }
+
+    #[test]
+    fn a_placement_flushed_by_the_caller_makes_its_directory_and_writes_the_sidecar_in_place() {
+        let root = tempfile::tempdir().unwrap();
+        let rel = PathBuf::from("2026/02/7-b.mp4");
+        let tmp = root.path().join("t");
+        std::fs::write(&tmp, "body").unwrap();
+        move_into(root.path(), &tmp, &rel, b"{\"media_id\":7}", Durability::Caller).unwrap();
+        assert!(!tmp.exists(), "the temp file was renamed");
+        assert_eq!(std::fs::read_to_string(root.path().join(&rel)).unwrap(), "body");
+        let sidecar = root.path().join(sidecar_path(&rel));
+        assert_eq!(std::fs::read_to_string(sidecar).unwrap(), "{\"media_id\":7}");
+        let mut names: Vec<_> = std::fs::read_dir(root.path().join("2026/02"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["7-b.mp4", "7-b.mp4.json"], "nothing else left beside them");
+        // A temp file that is gone fails the placement, and no sidecar is written for it.
+        let missing = Path::new("2026/03/8-c.mp4");
+        assert!(move_into(
+            root.path(),
+            &root.path().join("gone"),
+            missing,
+            b"{}",
+            Durability::Caller
+        )
+        .is_err());
+        assert!(!root.path().join(sidecar_path(missing)).exists());
     }
 
     #[test]
