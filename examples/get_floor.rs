@@ -5,18 +5,14 @@
 //! ETag check; `md5+sha256`: and the sidecar's SHA-256, with the same crates), and drops the
 //! bodies: no disk, ledger, database or log. The harness reads its CPU time.
 //!
-//! Usage: `get_floor <prefix> <ext> <count> <concurrency> [md5|md5+sha256]`, with `R2_ENDPOINT`,
-//! `R2_ACCESS_KEY`, `R2_SECRET_KEY`, `R2_BUCKET` (and optionally `R2_REGION`) set.
+//! Usage: `get_floor <prefix> <ext> <count> <concurrency> [md5|md5+sha256]`, with r2-sync's
+//! own settings in the environment (the bucket's are the ones used).
 
 use futures::{stream, StreamExt};
 use md5::{Digest, Md5};
-use r2_sync::config::{R2Config, Secret};
+use r2_sync::config::Config;
 use r2_sync::storage::Storage;
 use sha2::Sha256;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
-}
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
@@ -32,14 +28,8 @@ async fn main() {
         Some("md5+sha256") => (true, true),
         Some(other) => panic!("unknown hashes {other:?}: md5 or md5+sha256"),
     };
-    let storage = Storage::new(&R2Config {
-        endpoint: env("R2_ENDPOINT"),
-        access_key: env("R2_ACCESS_KEY"),
-        secret_key: Secret::new(env("R2_SECRET_KEY")),
-        bucket: env("R2_BUCKET"),
-        region: std::env::var("R2_REGION").unwrap_or_else(|_| "auto".into()),
-    })
-    .expect("storage settings");
+    let cfg = Config::from_env().unwrap_or_else(|e| panic!("settings: {e}"));
+    let storage = Storage::new(&cfg.r2).expect("storage settings");
     let fetched: u64 = stream::iter(1..=count)
         .map(|i| {
             let storage = &storage;

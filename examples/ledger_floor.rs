@@ -41,13 +41,11 @@ async fn main() {
                 let mut e = entry(id, dir);
                 e.stage = Stage::Downloading;
                 ledger.commit_later(&e).expect("queued");
-                e.stage = Stage::Downloaded;
                 e.sha256 = Some(format!("{id:064x}"));
                 e.bytes_done = 100_000;
                 e.stage = Stage::Archived;
                 e.temp_path = None;
                 ledger.commit(&e).await.expect("committed");
-                e.stage = Stage::Recorded;
                 e.stage = Stage::Done;
                 ledger.commit_later(&e).expect("queued");
             }
