@@ -3,12 +3,14 @@
 //! It is `s3s-fs` (objects as plain files, SigV4, ranges, multipart, MD5 ETags) with two
 //! additions R2 has and s3s-fs lacks or hides: `If-Match` on `GET`, and a counter of the body
 //! bytes it has sent (`GET /_stats`), so tests can prove a resumed download fetched only the
-//! missing bytes. On start it prints `listening on <addr>` so a harness can bind port 0.
+//! missing bytes. `GET /_requests` lists every request line it received, method and target
+//! exactly as sent, one per line, so tests can prove which objects a client addressed. On
+//! start it prints `listening on <addr>` so a harness can bind port 0.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use futures::TryStreamExt;
@@ -110,10 +112,21 @@ impl_s3_delegating! {
 
 fn stats_response(sent: u64) -> http::Response<s3s::Body> {
     let body = format!("{{\"get_body_bytes\":{sent}}}");
+    text_response("application/json", body)
+}
+
+fn text_response(content_type: &str, body: String) -> http::Response<s3s::Body> {
     http::Response::builder()
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .body(s3s::Body::from(body))
         .expect("static response is valid")
+}
+
+/// `GET /media/a%20b?x=1`: the method and the request target as the client sent it (a target
+/// has no spaces or line breaks, so a line holds exactly one).
+fn request_line<B>(req: &http::Request<B>) -> String {
+    let target = req.uri().path_and_query().map_or("", |p| p.as_str());
+    format!("{} {target}", req.method())
 }
 
 #[tokio::main]
@@ -121,6 +134,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let opt = Opt::parse();
     std::fs::create_dir_all(&opt.root)?;
     let sent = Arc::new(AtomicU64::new(0));
+    let requests: Arc<Mutex<Vec<String>>> = Arc::default();
     let fs = FileSystem::new(&opt.root).map_err(|e| format!("{e:?}"))?;
     let root = opt.root.canonicalize()?;
     let mut builder = S3ServiceBuilder::new(Counted {
@@ -139,12 +153,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let _ = socket.set_nodelay(true);
         let service = service.clone();
         let sent = Arc::clone(&sent);
+        let requests = Arc::clone(&requests);
         let handler = service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let service = service.clone();
             let sent = Arc::clone(&sent);
+            let requests = Arc::clone(&requests);
             async move {
-                if req.uri().path() == "/_stats" {
-                    return Ok(stats_response(sent.load(Ordering::Relaxed)));
+                match req.uri().path() {
+                    "/_stats" => return Ok(stats_response(sent.load(Ordering::Relaxed))),
+                    "/_requests" => {
+                        let lines = requests.lock().expect("request log poisoned").join("\n");
+                        return Ok(text_response("text/plain", lines));
+                    }
+                    _ => requests.lock().expect("request log poisoned").push(request_line(&req)),
                 }
                 service.call(req.map(s3s::Body::from)).await
             }
