@@ -11,7 +11,7 @@
 use futures::{stream, StreamExt};
 use md5::{Digest, Md5};
 use r2_sync::config::Config;
-use r2_sync::storage::Storage;
+use r2_sync::storage::{ObjectKey, Storage};
 use sha2::Sha256;
 
 #[tokio::main(flavor = "multi_thread")]
@@ -35,7 +35,10 @@ async fn main() {
             let storage = &storage;
             let key = format!("{prefix}/f{i:04}.{ext}");
             async move {
-                let (_, body) = storage.get_start(&key, 1 << 20).await.expect("GET");
+                let (_, body) = storage
+                    .get_start(&ObjectKey::new(&key).expect("a plain key"), 1 << 20)
+                    .await
+                    .expect("GET");
                 if md5 {
                     std::hint::black_box(Md5::digest(&body));
                 }

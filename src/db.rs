@@ -14,6 +14,7 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::coalesce::Coalescer;
 use crate::config::{DbConfig, SslMode};
+use crate::storage::{KeyError, ObjectKey};
 
 mod tls;
 
@@ -71,29 +72,67 @@ pub struct MediaRow {
     pub original_filename: String,
     pub content_type: String,
     pub file_size: Option<i64>,
+    /// `r2_key` as text, for names and logs (bytes that are not UTF-8 shown as U+FFFD).
     pub r2_key: String,
+    /// The object `r2_key` names, checked from the column's own bytes: the only way to a
+    /// request (see [`ObjectKey`]).
+    pub object_key: Result<ObjectKey, KeyError>,
     pub status: String,
     pub archive_path: Option<String>,
     pub approved_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
-const MEDIA_COLUMNS: &str = "id, user_id, title, description, original_filename, content_type, file_size, \
-     r2_key, status, archive_path, approved_at, deleted_at";
+/// A text column as the bytes the database holds, for [`raw_text`]: converted to UTF-8 where
+/// the database knows its encoding, untouched in a `SQL_ASCII` one (whose bytes PostgreSQL
+/// refuses to send as text to a UTF-8 client when they are not UTF-8, failing the whole query
+/// over one bad row).
+macro_rules! raw_text_column {
+    ($column:literal) => {
+        concat!(
+            "CASE WHEN getdatabaseencoding() = 'SQL_ASCII' THEN convert_to(",
+            $column,
+            ", 'SQL_ASCII') ",
+            "ELSE convert_to(",
+            $column,
+            ", 'UTF8') END AS ",
+            $column
+        )
+    };
+}
+
+const MEDIA_COLUMNS: &str = concat!(
+    "id, user_id, file_size, approved_at, deleted_at, ",
+    raw_text_column!("title"),
+    ", ",
+    raw_text_column!("description"),
+    ", ",
+    raw_text_column!("original_filename"),
+    ", ",
+    raw_text_column!("content_type"),
+    ", ",
+    raw_text_column!("r2_key"),
+    ", ",
+    raw_text_column!("status"),
+    ", ",
+    raw_text_column!("archive_path"),
+);
 
 impl MediaRow {
     fn from_row(row: &Row) -> Self {
+        let key = raw_text(row, "r2_key");
         Self {
             id: row.get("id"),
             user_id: row.get("user_id"),
-            title: row.get::<_, Option<String>>("title").unwrap_or_default(),
-            description: row.get::<_, Option<String>>("description").unwrap_or_default(),
-            original_filename: row.get::<_, Option<String>>("original_filename").unwrap_or_default(),
-            content_type: row.get::<_, Option<String>>("content_type").unwrap_or_default(),
+            title: text(row, "title"),
+            description: text(row, "description"),
+            original_filename: text(row, "original_filename"),
+            content_type: text(row, "content_type"),
             file_size: row.get("file_size"),
-            r2_key: row.get::<_, Option<String>>("r2_key").unwrap_or_default(),
-            status: row.get::<_, Option<String>>("status").unwrap_or_default(),
-            archive_path: row.get("archive_path"),
+            r2_key: String::from_utf8_lossy(&key).into_owned(),
+            object_key: ObjectKey::from_bytes(&key),
+            status: text(row, "status"),
+            archive_path: opt_text(row, "archive_path"),
             approved_at: row.get("approved_at"),
             deleted_at: row.get("deleted_at"),
         }
@@ -103,6 +142,22 @@ impl MediaRow {
     pub fn is_claimable(&self) -> bool {
         self.status == names::STATUS_APPROVED && self.deleted_at.is_none()
     }
+}
+
+/// A text column's bytes, selected by [`raw_text_column`] (NULL as empty): a row whose text
+/// is not UTF-8 is still read, and failed for it, instead of stopping every pass.
+fn raw_text(row: &Row, column: &str) -> Vec<u8> {
+    row.get::<_, Option<Vec<u8>>>(column).unwrap_or_default()
+}
+
+/// [`raw_text`] as a string, bytes that are not UTF-8 shown as U+FFFD.
+fn text(row: &Row, column: &str) -> String {
+    opt_text(row, column).unwrap_or_default()
+}
+
+fn opt_text(row: &Row, column: &str) -> Option<String> {
+    let raw = row.get::<_, Option<Vec<u8>>>(column)?;
+    Some(String::from_utf8_lossy(&raw).into_owned())
 }
 
 /// What a compare-and-set on a row found.
@@ -454,11 +509,20 @@ impl Db {
 /// no longer approved.
 async fn not_moved(txn: &deadpool_postgres::Transaction<'_>, id: i64, archive_path: &str) -> Result<Outcome, DbError> {
     let current = txn
-        .query_opt("SELECT status, archive_path FROM media WHERE id = $1", &[&id])
+        .query_opt(
+            concat!(
+                "SELECT ",
+                raw_text_column!("status"),
+                ", ",
+                raw_text_column!("archive_path"),
+                " FROM media WHERE id = $1"
+            ),
+            &[&id],
+        )
         .await
         .map_err(query("read status"))?;
-    let status: Option<String> = current.as_ref().map(|r| r.get(0));
-    let path: Option<String> = current.as_ref().and_then(|r| r.get(1));
+    let status: Option<String> = current.as_ref().and_then(|r| opt_text(r, "status"));
+    let path: Option<String> = current.as_ref().and_then(|r| opt_text(r, "archive_path"));
     let replay = status.as_deref() == Some(names::STATUS_ARCHIVED) && path.as_deref() == Some(archive_path);
     Ok(if replay {
         Outcome::AlreadyApplied

@@ -15,6 +15,9 @@ use tokio::io::AsyncWrite;
 use crate::coalesce::Coalescer;
 use crate::config::R2Config;
 
+mod key;
+pub use key::{KeyError, ObjectKey, MAX_KEY_BYTES};
+
 /// Timeout for small requests (HEAD, DELETE, LIST). Downloads have a stall watchdog instead,
 /// since a multi-GB transfer may legitimately take an hour.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -73,7 +76,7 @@ pub struct ObjectInfo {
 pub struct Storage {
     bucket: Box<Bucket>,
     control: Box<Bucket>,
-    deletes: Arc<Coalescer<String, Result<(), StorageError>>>,
+    deletes: Arc<Coalescer<ObjectKey, Result<(), StorageError>>>,
 }
 
 /// Keys per DeleteObjects request (the S3 limit).
@@ -88,7 +91,8 @@ impl std::fmt::Debug for Storage {
 }
 
 /// What a DeleteObjects answer says of `key`: deleted (or already gone), refused, or nothing.
-fn delete_outcome(result: &DeleteObjectsResult, key: &str) -> Option<Result<(), StorageError>> {
+fn delete_outcome(result: &DeleteObjectsResult, key: &ObjectKey) -> Option<Result<(), StorageError>> {
+    let key = key.as_str();
     if result.deleted.iter().any(|d| d.key == key) {
         return Some(Ok(()));
     }
@@ -105,6 +109,18 @@ fn delete_outcome(result: &DeleteObjectsResult, key: &str) -> Option<Result<(), 
         status,
         body: format!("{}: {}", error.code, error.message),
     }))
+}
+
+/// The `If-Match` value guarding a download: the ETag as a strong entity-tag. One with
+/// characters an entity-tag cannot hold (RFC 9110 §8.8.3: `"`, spaces, controls) is refused,
+/// since a server may ignore a malformed condition and send a changed object's bytes.
+fn if_match(etag: &str) -> Result<http::HeaderValue, StorageError> {
+    let etagc = |b: u8| b == 0x21 || (0x23..=0x7e).contains(&b);
+    let invalid = || StorageError::Setup(format!("the bucket's ETag {etag:?} is not a valid entity-tag"));
+    if !etag.bytes().all(etagc) {
+        return Err(invalid());
+    }
+    format!("\"{etag}\"").parse().map_err(|_| invalid())
 }
 
 /// `"abc"` → `abc`; also drops a weak `W/` prefix.
@@ -149,18 +165,18 @@ impl Storage {
         }
     }
 
-    pub async fn head(&self, key: &str) -> Result<ObjectInfo, StorageError> {
+    pub async fn head(&self, key: &ObjectKey) -> Result<ObjectInfo, StorageError> {
         let (head, _) = self
             .control
-            .head_object(key)
+            .head_object(key.as_str())
             .await
-            .map_err(|e| Self::classify("HEAD", key, e))?;
+            .map_err(|e| Self::classify("HEAD", key.as_str(), e))?;
         let size = head
             .content_length
             .and_then(|l| u64::try_from(l).ok())
             .ok_or_else(|| StorageError::Refused {
                 op: "HEAD",
-                key: key.to_owned(),
+                key: key.as_str().to_owned(),
                 status: 200,
                 body: "response has no Content-Length".into(),
             })?;
@@ -174,11 +190,15 @@ impl Storage {
     /// The object's first `len` bytes (`len` > 0) and what a HEAD would say, in one request:
     /// a small object needs no other. An empty object, which has no range to ask for, is
     /// answered by a HEAD.
-    pub async fn get_start(&self, key: &str, len: u64) -> Result<(ObjectInfo, Bytes), StorageError> {
-        let response = match self.control.get_object_range(key, 0, Some(len.max(1) - 1)).await {
+    pub async fn get_start(&self, key: &ObjectKey, len: u64) -> Result<(ObjectInfo, Bytes), StorageError> {
+        let response = match self
+            .control
+            .get_object_range(key.as_str(), 0, Some(len.max(1) - 1))
+            .await
+        {
             Ok(response) => response,
             Err(S3Error::HttpFailWithBody(416, _)) => return Ok((self.head(key).await?, Bytes::new())),
-            Err(e) => return Err(Self::classify("GET", key, e)),
+            Err(e) => return Err(Self::classify("GET", key.as_str(), e)),
         };
         let headers = response.headers();
         let body = response.into_bytes();
@@ -200,7 +220,7 @@ impl Storage {
     /// only if its ETag is still `etag`.
     pub async fn download<W>(
         &self,
-        key: &str,
+        key: &ObjectKey,
         etag: &str,
         start: u64,
         end: Option<u64>,
@@ -210,33 +230,33 @@ impl Storage {
         W: AsyncWrite + Send + Unpin + ?Sized,
     {
         let mut headers = http::HeaderMap::new();
-        let value = format!("\"{etag}\"")
-            .parse()
-            .map_err(|_| StorageError::Setup(format!("ETag {etag:?} is not a valid header value")))?;
-        headers.insert(http::header::IF_MATCH, value);
+        headers.insert(http::header::IF_MATCH, if_match(etag)?);
         let guarded = self
             .bucket
             .with_extra_headers(headers)
             .map_err(|e| StorageError::Setup(e.to_string()))?;
-        match guarded.get_object_range_to_writer(key, start, end, writer).await {
+        match guarded
+            .get_object_range_to_writer(key.as_str(), start, end, writer)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(S3Error::HttpFailWithBody(412, _)) => Err(StorageError::Changed {
-                key: key.to_owned(),
+                key: key.as_str().to_owned(),
                 etag: etag.to_owned(),
             }),
             Err(S3Error::Io(source)) => Err(StorageError::Local {
-                key: key.to_owned(),
+                key: key.as_str().to_owned(),
                 source,
             }),
-            Err(e) => Err(Self::classify("GET", key, e)),
+            Err(e) => Err(Self::classify("GET", key.as_str(), e)),
         }
     }
 
     /// Deletes the object. Deleting one that is already gone succeeds (S3 semantics).
     /// Deletes asked for while another is in flight share the next request (DeleteObjects):
     /// files finishing together cost the bucket one request, not one each.
-    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        let batch = |keys: Vec<String>| async move {
+    pub async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
+        let batch = |keys: Vec<ObjectKey>| async move {
             let mut answers = Vec::with_capacity(keys.len());
             for chunk in keys.chunks(MAX_DELETE_BATCH) {
                 answers.extend(self.delete_batch(chunk).await);
@@ -244,24 +264,30 @@ impl Storage {
             answers
         };
         self.deletes
-            .submit(key.to_owned(), batch)
+            .submit(key.clone(), batch)
             .await
             .unwrap_or_else(|| Err(StorageError::Setup("a delete batch was dropped".into())))
     }
 
-    /// Sends one DeleteObjects request for `batch` and answers each key; keys it does not
-    /// settle (and every key, if the request fails) are deleted one by one.
-    async fn delete_batch(&self, keys: &[String]) -> Vec<Result<(), StorageError>> {
-        let result = match keys.len() {
-            1 => None,
-            _ => {
-                let ids: Vec<ObjectIdentifier> = keys.iter().map(ObjectIdentifier::new).collect();
-                self.control.delete_objects(ids).await.ok()
-            }
+    /// Sends one DeleteObjects request for the keys of `batch` that XML carries unchanged and
+    /// answers each key; keys it does not settle (and every key, if the request fails) are
+    /// deleted one by one.
+    async fn delete_batch(&self, keys: &[ObjectKey]) -> Vec<Result<(), StorageError>> {
+        let ids: Vec<ObjectIdentifier> = keys
+            .iter()
+            .filter(|key| key.fits_xml_batch())
+            .map(|key| ObjectIdentifier::new(key.as_str()))
+            .collect();
+        let result = match ids.len() {
+            0 | 1 => None,
+            _ => self.control.delete_objects(ids).await.ok(),
         };
         let mut answers = Vec::with_capacity(keys.len());
         for key in keys {
-            let settled = result.as_ref().and_then(|r| delete_outcome(r, key));
+            let settled = result
+                .as_ref()
+                .filter(|_| key.fits_xml_batch())
+                .and_then(|r| delete_outcome(r, key));
             answers.push(match settled {
                 Some(outcome) => outcome,
                 None => self.delete_one(key).await,
@@ -270,20 +296,20 @@ impl Storage {
         answers
     }
 
-    async fn delete_one(&self, key: &str) -> Result<(), StorageError> {
-        match self.control.delete_object(key).await {
+    async fn delete_one(&self, key: &ObjectKey) -> Result<(), StorageError> {
+        match self.control.delete_object(key.as_str()).await {
             Ok(_) | Err(S3Error::HttpFailWithBody(404, _)) => Ok(()),
-            Err(e) => Err(Self::classify("DELETE", key, e)),
+            Err(e) => Err(Self::classify("DELETE", key.as_str(), e)),
         }
     }
 
     /// Uploads a small object (tests, demo). The pipeline never uploads.
-    pub async fn put(&self, key: &str, body: &[u8], content_type: &str) -> Result<(), StorageError> {
+    pub async fn put(&self, key: &ObjectKey, body: &[u8], content_type: &str) -> Result<(), StorageError> {
         self.control
-            .put_object_with_content_type(key, body, content_type)
+            .put_object_with_content_type(key.as_str(), body, content_type)
             .await
             .map(|_| ())
-            .map_err(|e| Self::classify("PUT", key, e))
+            .map_err(|e| Self::classify("PUT", key.as_str(), e))
     }
 
     /// A cheap signed request proving the bucket is reachable and the keys are accepted.
@@ -354,20 +380,35 @@ mod tests {
     }
 
     #[test]
+    fn if_match_carries_only_a_valid_entity_tag() {
+        assert_eq!(
+            if_match("d41d8cd98f00b204e9800998ecf8427e-3").unwrap(),
+            "\"d41d8cd98f00b204e9800998ecf8427e-3\""
+        );
+        for bad in ["a\"b", "a b", "a\r\nX-Evil: 1", "é"] {
+            assert!(if_match(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn key(k: &str) -> ObjectKey {
+        ObjectKey::new(k).unwrap()
+    }
+
+    #[test]
     fn batch_answers_settle_each_key_or_leave_it_to_a_single_delete() {
         let r = answer(
             &["a"],
             &[("gone", "NoSuchKey"), ("busy", "SlowDown"), ("denied", "AccessDenied")],
         );
-        assert!(matches!(delete_outcome(&r, "a"), Some(Ok(()))));
-        assert!(matches!(delete_outcome(&r, "gone"), Some(Ok(()))));
-        let busy = delete_outcome(&r, "busy").unwrap().unwrap_err();
+        assert!(matches!(delete_outcome(&r, &key("a")), Some(Ok(()))));
+        assert!(matches!(delete_outcome(&r, &key("gone")), Some(Ok(()))));
+        let busy = delete_outcome(&r, &key("busy")).unwrap().unwrap_err();
         assert!(busy.is_transient(), "{busy}");
-        let denied = delete_outcome(&r, "denied").unwrap().unwrap_err();
+        let denied = delete_outcome(&r, &key("denied")).unwrap().unwrap_err();
         assert!(
             !denied.is_transient() && denied.to_string().contains("AccessDenied"),
             "{denied}"
         );
-        assert!(delete_outcome(&r, "unmentioned").is_none());
+        assert!(delete_outcome(&r, &key("unmentioned")).is_none());
     }
 }

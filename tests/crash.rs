@@ -6,7 +6,7 @@
 mod common;
 
 use common::invariants::{self, sha256_hex, Seeded};
-use common::{media, NewMedia, Rig};
+use common::{media, object_key, NewMedia, Rig};
 
 /// What the backend recorded of each upload's size: nothing, or the truth (small objects
 /// are then fetched whole by one request and placed before the ledger records them).
@@ -17,7 +17,7 @@ enum Sizes {
 }
 
 async fn seed_file(rig: &Rig, bytes: &[u8], key: &str, sizes: Sizes) -> Seeded {
-    rig.storage().put(key, bytes, "video/mp4").await.unwrap();
+    rig.storage().put(&object_key(key), bytes, "video/mp4").await.unwrap();
     let file_size = match sizes {
         Sizes::Unknown => None,
         Sizes::Known => Some(bytes.len() as i64),
@@ -180,7 +180,10 @@ async fn a_row_rejected_while_r2_sync_was_down_is_abandoned_at_start_up() {
     let logs = String::from_utf8_lossy(&out.stdout);
     assert!(logs.contains("row no longer approved; abandoned"), "{logs}");
     assert!(!part.exists(), "its temp file is removed");
-    assert!(rig.storage().head(&big.key).await.is_ok(), "its object stays in R2");
+    assert!(
+        rig.storage().head(&object_key(&big.key)).await.is_ok(),
+        "its object stays in R2"
+    );
     let ledger = r2_sync::state::Ledger::open(&rig.state_dir().join(r2_sync::app::LEDGER_FILE)).unwrap();
     assert_eq!(
         ledger.get(big.id as u64).unwrap().unwrap().stage,

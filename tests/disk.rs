@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{media, NewMedia, Rig};
+use common::{media, object_key, NewMedia, Rig};
 
 struct Tmpfs(std::path::PathBuf);
 
@@ -39,13 +39,19 @@ async fn a_full_archive_keeps_the_object_and_archives_what_fits() {
 
     let mut big = vec![0u8; 12 << 20];
     rand::fill(&mut big[..]);
-    rig.storage().put("uploads/big.mp4", &big, "video/mp4").await.unwrap();
+    rig.storage()
+        .put(&object_key("uploads/big.mp4"), &big, "video/mp4")
+        .await
+        .unwrap();
     let big_id = rig
         .insert_media(&NewMedia::approved("uploads/big.mp4", "big.mp4"))
         .await;
     let src = tempfile::tempdir().unwrap();
     let clip = std::fs::read(media::video(src.path(), "clip.mp4", 1)).unwrap();
-    rig.storage().put("uploads/clip.mp4", &clip, "video/mp4").await.unwrap();
+    rig.storage()
+        .put(&object_key("uploads/clip.mp4"), &clip, "video/mp4")
+        .await
+        .unwrap();
     let clip_id = rig
         .insert_media(&NewMedia::approved("uploads/clip.mp4", "clip.mp4"))
         .await;
@@ -73,7 +79,10 @@ async fn a_full_archive_keeps_the_object_and_archives_what_fits() {
         }
     };
     assert_eq!(status(big_id).await, "approved", "retried on a later pass, not failed");
-    assert!(rig.storage().head("uploads/big.mp4").await.is_ok(), "object kept in R2");
+    assert!(
+        rig.storage().head(&object_key("uploads/big.mp4")).await.is_ok(),
+        "object kept in R2"
+    );
     assert_eq!(status(clip_id).await, "archived", "the pass goes on with what fits");
     let temp = small_archive.join(".r2-sync-tmp");
     let leftovers: Vec<_> = std::fs::read_dir(&temp)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::invariants::{self, sha256_hex, Seeded};
 use common::proxy::Proxy;
-use common::{media, NewMedia, Rig};
+use common::{media, object_key, NewMedia, Rig};
 
 /// The bucket behind a fault proxy: r2-sync talks to `proxy`, the test to the server.
 async fn behind_proxy(rig: &Rig) -> Proxy {
@@ -16,7 +16,10 @@ async fn behind_proxy(rig: &Rig) -> Proxy {
 }
 
 async fn seed_bytes(rig: &Rig, key: &str, bytes: &[u8]) -> Seeded {
-    rig.storage().put(key, bytes, "application/octet-stream").await.unwrap();
+    rig.storage()
+        .put(&object_key(key), bytes, "application/octet-stream")
+        .await
+        .unwrap();
     let mut m = NewMedia::approved(key, "data.bin");
     m.content_type = "application/octet-stream";
     let id = rig.insert_media(&m).await;
@@ -111,7 +114,7 @@ async fn an_object_overwritten_mid_transfer_is_fetched_again_whole() {
     let child = slowed_sync(&rig, &proxy, seeded.id).await;
     let replacement = random(1 << 20);
     rig.storage()
-        .put(&seeded.key, &replacement, "application/octet-stream")
+        .put(&object_key(&seeded.key), &replacement, "application/octet-stream")
         .await
         .unwrap();
     let out = at_full_speed(&proxy, child).await;
@@ -127,7 +130,7 @@ async fn an_object_deleted_mid_transfer_fails_the_row_and_archives_nothing() {
     let proxy = behind_proxy(&rig).await;
     let seeded = seed_bytes(&rig, "uploads/vanishing.bin", &random(2 << 20)).await;
     let child = slowed_sync(&rig, &proxy, seeded.id).await;
-    rig.storage().delete(&seeded.key).await.unwrap();
+    rig.storage().delete(&object_key(&seeded.key)).await.unwrap();
     let out = at_full_speed(&proxy, child).await;
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(rig.status(seeded.id).await, "failed");
@@ -153,7 +156,10 @@ async fn a_row_soft_deleted_mid_transfer_is_left_alone() {
         "approved",
         "r2-sync never touches a deleted row"
     );
-    assert!(rig.storage().head(&seeded.key).await.is_ok(), "object left in R2");
+    assert!(
+        rig.storage().head(&object_key(&seeded.key)).await.is_ok(),
+        "object left in R2"
+    );
     assert!(invariants::archive_files(&rig.archive_dir()).is_empty());
 }
 
@@ -168,7 +174,10 @@ async fn a_failed_row_approved_again_with_a_fixed_upload_is_archived() {
     assert_eq!(rig.status(seeded.id).await, "failed");
 
     let fixed = std::fs::read(media::video(src.path(), "fixed.mp4", 1)).unwrap();
-    rig.storage().put(&seeded.key, &fixed, "video/mp4").await.unwrap();
+    rig.storage()
+        .put(&object_key(&seeded.key), &fixed, "video/mp4")
+        .await
+        .unwrap();
     let c = rig.db.client().await;
     c.execute("UPDATE media SET status = 'approved' WHERE id = $1", &[&seeded.id])
         .await
@@ -218,7 +227,7 @@ async fn a_lost_temp_file_is_fetched_again_never_replaced_by_what_sits_at_its_pa
     entry.archive_path = Some(rel.display().to_string());
     entry.temp_path = Some(rig.part(s.id).display().to_string());
     (entry.size, entry.bytes_done, entry.sha256) = (Some(s.size), s.size, Some(s.sha256.clone()));
-    entry.etag = Some(rig.storage().head(&s.key).await.unwrap().etag);
+    entry.etag = Some(rig.storage().head(&object_key(&s.key)).await.unwrap().etag);
     syncer.ledger.put(&entry).unwrap();
 
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -229,7 +238,7 @@ async fn a_lost_temp_file_is_fetched_again_never_replaced_by_what_sits_at_its_pa
         "approved",
         "nothing recorded from the wrong bytes"
     );
-    assert!(rig.storage().head(&s.key).await.is_ok());
+    assert!(rig.storage().head(&object_key(&s.key)).await.is_ok());
     // The next pass after the backoff.
     syncer.ledger.update(s.id as u64, |e| e.retry_after = 0).unwrap();
     let second = syncer.pass(&shutdown).await;
@@ -247,7 +256,7 @@ async fn a_lost_temp_file_is_fetched_again_never_replaced_by_what_sits_at_its_pa
         s.sha256
     );
     assert!(
-        rig.storage().head(&s.key).await.is_err(),
+        rig.storage().head(&object_key(&s.key)).await.is_err(),
         "deleted once the right bytes were archived"
     );
 }

@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{media, NewMedia, Rig};
+use common::{media, object_key, NewMedia, Rig};
 use r2_sync::app::Parts;
 use r2_sync::server::auth::{self, Grant};
 use r2_sync::server::serve;
@@ -40,7 +40,7 @@ fn value(text: &str, series: &str) -> f64 {
 /// Uploads `bytes` as an approved upload named `name`; returns the media id.
 async fn upload(rig: &Rig, name: &str, bytes: &[u8]) -> i64 {
     let key = format!("uploads/{name}");
-    rig.storage().put(&key, bytes, "video/mp4").await.unwrap();
+    rig.storage().put(&object_key(&key), bytes, "video/mp4").await.unwrap();
     rig.insert_media(&NewMedia::approved(&key, name)).await
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{proxy::Proxy, NewMedia, Rig};
+use common::{object_key, proxy::Proxy, NewMedia, Rig};
 use r2_sync::state::Stage;
 
 #[tokio::test]
@@ -14,7 +14,7 @@ async fn owed_record_waits_in_the_ledger_until_postgres_returns() {
     let mut data = vec![0u8; 120 << 20];
     rand::fill(&mut data[..]);
     rig.storage()
-        .put("uploads/o.bin", &data, "application/octet-stream")
+        .put(&object_key("uploads/o.bin"), &data, "application/octet-stream")
         .await
         .unwrap();
     let id = rig.insert_media(&NewMedia::approved("uploads/o.bin", "o.bin")).await;
@@ -40,7 +40,7 @@ async fn owed_record_waits_in_the_ledger_until_postgres_returns() {
     let archived = rig.archive_dir().join(entry.archive_path.as_ref().unwrap());
     assert_eq!(std::fs::read(&archived).unwrap(), data, "the file is safe on disk");
     assert!(
-        rig.storage().head("uploads/o.bin").await.is_ok(),
+        rig.storage().head(&object_key("uploads/o.bin")).await.is_ok(),
         "nothing deleted before the record"
     );
     let c = rig.db.client().await;
@@ -77,7 +77,7 @@ async fn owed_record_waits_in_the_ledger_until_postgres_returns() {
         .get(0);
     assert_eq!(audits, 1);
     assert!(
-        rig.storage().head("uploads/o.bin").await.is_err(),
+        rig.storage().head(&object_key("uploads/o.bin")).await.is_err(),
         "deleted once recorded"
     );
     assert_eq!(syncer.ledger.get(id as u64).unwrap().unwrap().stage, Stage::Done);

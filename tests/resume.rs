@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{NewMedia, Rig};
+use common::{object_key, NewMedia, Rig};
 use sha2::{Digest, Sha256};
 
 const BIG: usize = 150 << 20;
@@ -18,7 +18,10 @@ fn random_bytes(len: usize) -> Vec<u8> {
 
 async fn seed_big(rig: &Rig, key: &str) -> (i64, Vec<u8>) {
     let data = random_bytes(BIG);
-    rig.storage().put(key, &data, "application/octet-stream").await.unwrap();
+    rig.storage()
+        .put(&object_key(key), &data, "application/octet-stream")
+        .await
+        .unwrap();
     let mut m = NewMedia::approved(key, "big.bin");
     m.content_type = "application/octet-stream";
     (rig.insert_media(&m).await, data)
@@ -98,7 +101,7 @@ async fn a_row_rejected_while_downloading_is_not_archived_and_stays_in_r2() {
     let status = rig.status(id).await;
     assert_eq!(status, "rejected", "the moderator's decision stands");
     assert!(
-        rig.storage().head("uploads/rejected.bin").await.is_ok(),
+        rig.storage().head(&object_key("uploads/rejected.bin")).await.is_ok(),
         "object left in R2"
     );
     let entry = syncer.ledger.get(id as u64).unwrap().unwrap();
@@ -161,7 +164,10 @@ async fn sigterm_does_not_wait_for_a_slow_ffprobe() {
     let rig = Rig::new().await;
     let src = tempfile::tempdir().unwrap();
     let clip = std::fs::read(common::media::video(src.path(), "clip.mp4", 1)).unwrap();
-    rig.storage().put("uploads/clip.mp4", &clip, "video/mp4").await.unwrap();
+    rig.storage()
+        .put(&object_key("uploads/clip.mp4"), &clip, "video/mp4")
+        .await
+        .unwrap();
     let id = rig
         .insert_media(&NewMedia::approved("uploads/clip.mp4", "clip.mp4"))
         .await;
@@ -193,5 +199,5 @@ async fn sigterm_does_not_wait_for_a_slow_ffprobe() {
     assert!(status.code().is_some(), "a clean exit, not a crash");
     let row = rig.status(id).await;
     assert_eq!(row, "approved", "validated again on the next start");
-    assert!(rig.storage().head("uploads/clip.mp4").await.is_ok());
+    assert!(rig.storage().head(&object_key("uploads/clip.mp4")).await.is_ok());
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{media, NewMedia, Rig};
+use common::{media, object_key, NewMedia, Rig};
 use md5::{Digest, Md5};
 use r2_sync::probe;
 use r2_sync::storage::StorageError;
@@ -17,9 +17,12 @@ async fn s3_server_speaks_what_r2_speaks() {
     let bytes = std::fs::read(&video).unwrap();
     let storage = rig.storage();
     storage.ping().await.expect("signed LIST works");
-    storage.put("uploads/1/clip.mp4", &bytes, "video/mp4").await.unwrap();
+    storage
+        .put(&object_key("uploads/1/clip.mp4"), &bytes, "video/mp4")
+        .await
+        .unwrap();
 
-    let info = storage.head("uploads/1/clip.mp4").await.unwrap();
+    let info = storage.head(&object_key("uploads/1/clip.mp4")).await.unwrap();
     assert_eq!(info.size, bytes.len() as u64);
     assert_eq!(
         info.etag,
@@ -30,7 +33,7 @@ async fn s3_server_speaks_what_r2_speaks() {
 
     let mut tail = Vec::new();
     storage
-        .download("uploads/1/clip.mp4", &info.etag, 100, None, &mut tail)
+        .download(&object_key("uploads/1/clip.mp4"), &info.etag, 100, None, &mut tail)
         .await
         .unwrap();
     assert_eq!(tail, bytes[100..], "ranged GET from byte 100");
@@ -40,7 +43,7 @@ async fn s3_server_speaks_what_r2_speaks() {
     let mut sink = Vec::new();
     let err = storage
         .download(
-            "uploads/1/clip.mp4",
+            &object_key("uploads/1/clip.mp4"),
             "0123456789abcdef0123456789abcdef",
             0,
             None,
@@ -51,13 +54,13 @@ async fn s3_server_speaks_what_r2_speaks() {
     assert!(matches!(err, StorageError::Changed { .. }), "If-Match mismatch: {err}");
     assert!(sink.is_empty());
 
-    storage.delete("uploads/1/clip.mp4").await.unwrap();
+    storage.delete(&object_key("uploads/1/clip.mp4")).await.unwrap();
     assert!(matches!(
-        storage.head("uploads/1/clip.mp4").await.unwrap_err(),
+        storage.head(&object_key("uploads/1/clip.mp4")).await.unwrap_err(),
         StorageError::NotFound { .. }
     ));
     storage
-        .delete("uploads/1/clip.mp4")
+        .delete(&object_key("uploads/1/clip.mp4"))
         .await
         .expect("deleting a missing object succeeds");
 }

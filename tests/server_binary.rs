@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{media, NewMedia, Rig};
+use common::{media, object_key, NewMedia, Rig};
 use r2_sync::server::auth::{Grant, Verifier};
 use r2_sync::state::{Ledger, Stage};
 use serde_json::Value;
@@ -278,7 +278,10 @@ async fn run_archives_on_its_first_pass_and_serves_what_it_archived() {
     let rig = Rig::new().await;
     let src = tempfile::tempdir().unwrap();
     let video = std::fs::read(media::video(src.path(), "clip.mp4", 1)).unwrap();
-    rig.storage().put("uploads/run.mp4", &video, "video/mp4").await.unwrap();
+    rig.storage()
+        .put(&object_key("uploads/run.mp4"), &video, "video/mp4")
+        .await
+        .unwrap();
     let id = rig
         .insert_media(&NewMedia::approved("uploads/run.mp4", "clip.mp4"))
         .await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::invariants::{self, sha256_hex, Seeded};
 use common::proxy::Proxy;
-use common::{media, NewMedia, Rig};
+use common::{media, object_key, NewMedia, Rig};
 use rand::seq::IndexedRandom;
 
 async fn seed(rig: &Rig, count: usize) -> Vec<Seeded> {
@@ -23,7 +23,7 @@ async fn seed(rig: &Rig, count: usize) -> Vec<Seeded> {
             _ => small.clone(),
         };
         let key = format!("uploads/soak/{i}.mp4");
-        rig.storage().put(&key, &bytes, "video/mp4").await.unwrap();
+        rig.storage().put(&object_key(&key), &bytes, "video/mp4").await.unwrap();
         let id = rig
             .insert_media(&NewMedia::approved(&key, &format!("clip {i}.mp4")))
             .await;

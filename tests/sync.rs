@@ -5,13 +5,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{media, NewMedia, Rig};
+use common::{media, object_key, NewMedia, Rig};
 use sha2::{Digest, Sha256};
 
 /// Uploads `file` under `key` and inserts an approved row for it.
 async fn seed(rig: &Rig, file: &Path, key: &str, original: &str) -> i64 {
     let bytes = std::fs::read(file).unwrap();
-    rig.storage().put(key, &bytes, "video/mp4").await.unwrap();
+    rig.storage().put(&object_key(key), &bytes, "video/mp4").await.unwrap();
     rig.insert_media(&NewMedia::approved(key, original)).await
 }
 
@@ -27,7 +27,7 @@ async fn row(rig: &Rig, id: i64) -> (String, Option<String>) {
 }
 
 async fn in_bucket(rig: &Rig, key: &str) -> bool {
-    rig.storage().head(key).await.is_ok()
+    rig.storage().head(&object_key(key)).await.is_ok()
 }
 
 fn sha256(path: &Path) -> String {
@@ -320,7 +320,10 @@ async fn row_sizes_right_wrong_or_missing_archive_every_byte_with_either_durabil
         ];
         let mut ids = Vec::new();
         for (key, bytes, size) in &cases {
-            rig.storage().put(key, bytes, "application/octet-stream").await.unwrap();
+            rig.storage()
+                .put(&object_key(key), bytes, "application/octet-stream")
+                .await
+                .unwrap();
             let mut m = NewMedia::approved(key, "blob.bin");
             m.file_size = *size;
             ids.push(rig.insert_media(&m).await);

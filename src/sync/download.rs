@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::hashing::{Digests, Hashes};
 use super::transfers::Transfers;
 use crate::flush::Flusher;
-use crate::storage::{ObjectInfo, Storage, StorageError};
+use crate::storage::{ObjectInfo, ObjectKey, Storage, StorageError};
 
 /// Bytes fetched per request; also the checkpoint interval. Test builds with crash points
 /// checkpoint far more often, so that small test files resume from many offsets.
@@ -202,7 +202,7 @@ pub struct Request<'a> {
     pub flush: &'a Flusher,
     /// Bounds the transfers under way (`SYNC_CONCURRENCY`); held only while bytes flow.
     pub transfers: &'a Transfers,
-    pub key: &'a str,
+    pub key: &'a ObjectKey,
     pub object: &'a ObjectInfo,
     pub temp: PathBuf,
     pub resume_from: u64,

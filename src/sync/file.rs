@@ -15,7 +15,7 @@ use crate::archive;
 use crate::db::MediaRow;
 use crate::probe::{self, ProbeSummary};
 use crate::state::{entry::now_secs, Entry, Stage};
-use crate::storage::StorageError;
+use crate::storage::{ObjectKey, StorageError};
 
 /// Objects up to this size (by the row's `file_size`) are fetched whole by one GET.
 const WHOLE_IN_ONE_GET: u64 = 1 << 20;
@@ -68,6 +68,12 @@ pub fn backoff_secs(attempts: u32) -> u64 {
     (base as f64 * jitter) as u64
 }
 
+/// The object the entry is about. Its key was checked when the entry began; checked again
+/// because a ledger written by an older version may hold one that names no object.
+pub(super) fn object_key(entry: &Entry) -> Result<ObjectKey, Trouble> {
+    ObjectKey::new(&entry.r2_key).map_err(|e| Trouble::Permanent(e.to_string()))
+}
+
 fn archive_trouble(e: archive::ArchiveError) -> Trouble {
     if e.is_disk_full() {
         Trouble::DiskFull(e.to_string())
@@ -99,7 +105,12 @@ impl Syncer {
         if entry.retry_after > now_secs() {
             return (FileOutcome::Skipped, false);
         }
-        let outcome = match self.advance(&row, &mut entry, shutdown, transfers, &log).await {
+        let started = match (&row.object_key, entry.stage) {
+            // Before any request: a key that names no object fails the row, bucket untouched.
+            (Err(e), Stage::Claimed) => Err(Trouble::Permanent(e.to_string())),
+            _ => self.advance(&row, &mut entry, shutdown, transfers, &log).await,
+        };
+        let outcome = match started {
             Ok(outcome) => outcome,
             Err(trouble) => self.handle(trouble, &mut entry, &log).await,
         };
@@ -230,18 +241,16 @@ impl Syncer {
             transfers,
             log,
         } = transfer;
+        let key = object_key(entry)?;
         // A fresh download of what the row says is a small object starts with a GET of its
         // first bytes, which also tells what a HEAD would: one request instead of two (the
         // row's size may be wrong; a bigger object is continued from there).
         let small = entry.bytes_done == 0 && size_hint.is_some_and(|size| size <= WHOLE_IN_ONE_GET);
         let (answer, first_share) = if small {
             let share = transfers.small().await;
-            (
-                self.storage.get_start(&entry.r2_key, WHOLE_IN_ONE_GET).await,
-                Some(share),
-            )
+            (self.storage.get_start(&key, WHOLE_IN_ONE_GET).await, Some(share))
         } else {
-            (self.storage.head(&entry.r2_key).await.map(|o| (o, Bytes::new())), None)
+            (self.storage.head(&key).await.map(|o| (o, Bytes::new())), None)
         };
         let (object, prefix) = match answer {
             Ok(answer) => answer,
@@ -285,7 +294,7 @@ impl Syncer {
             storage: &self.storage,
             flush: &self.flush,
             transfers,
-            key: &entry.r2_key,
+            key: &key,
             object: &object,
             temp: temp.clone(),
             resume_from: entry.bytes_done,

@@ -209,6 +209,11 @@ impl Syncer {
         match self.db.claimable(self.cfg.sync.batch_size).await {
             Ok(rows) => {
                 for row in rows {
+                    if let Err(e) = &row.object_key {
+                        warn!(self.log, "dry run: would fail the row, its key names no object";
+                            "media_id" => row.id, "error" => %e);
+                        continue;
+                    }
                     let rel = crate::archive::relative_path(
                         row.id,
                         row.approved_at.unwrap_or_else(chrono::Utc::now),

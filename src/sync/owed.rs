@@ -8,6 +8,7 @@ use slog::{info, o, warn, Logger};
 use super::Syncer;
 use crate::db::Outcome;
 use crate::state::{Entry, Stage};
+use crate::storage::ObjectKey;
 
 impl Syncer {
     fn details(entry: &Entry) -> serde_json::Value {
@@ -73,7 +74,19 @@ impl Syncer {
 
     /// Recorded → Done. False when the bucket refused or could not be reached.
     pub(super) async fn delete_object(&self, entry: &mut Entry, log: &Logger) -> bool {
-        match self.storage.delete(&entry.r2_key).await {
+        let key = match ObjectKey::new(&entry.r2_key) {
+            Ok(key) => key,
+            // Only a ledger from before keys were checked can hold one: no request can name
+            // that object without naming another, so the archived file is final as it is.
+            Err(e) => {
+                warn!(log, "delete refused: the key names no object; left in the bucket";
+                    "stage" => "recorded", "error" => %e);
+                entry.error = Some(format!("{e}; nothing deleted from the bucket"));
+                self.store_later(entry, Stage::Done, log);
+                return true;
+            }
+        };
+        match self.storage.delete(&key).await {
             Ok(()) => {
                 crate::fault::point("after_delete");
                 entry.error = None;

@@ -1,11 +1,12 @@
 //! The promise, checked after every scenario: a file leaves R2 only when it is safe on disk
-//! and recorded; nothing is archived twice; nothing partial is left behind.
+//! and recorded; nothing is archived twice; nothing partial is left behind; objects no row
+//! owns are never touched.
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::Rig;
+use super::{object_key, Rig};
 
 /// What a test uploaded for one media row.
 #[derive(Debug, Clone)]
@@ -60,6 +61,7 @@ pub async fn check_rig(rig: &Rig, seeded: &[Seeded]) {
 /// Panics, saying which promise broke, unless every invariant holds. `ledger` is checked
 /// when given (the process that owned it must have exited).
 pub async fn check(rig: &Rig, archive: &Path, seeded: &[Seeded], ledger: Option<&Path>) {
+    rig.assert_bystanders_untouched("objects not owned by any row are never touched");
     let files = archive_files(archive);
     let leftovers: Vec<_> = files
         .iter()
@@ -83,7 +85,7 @@ pub async fn check(rig: &Rig, archive: &Path, seeded: &[Seeded], ledger: Option<
             .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&prefix))
             .filter(|p| !p.to_string_lossy().ends_with(".json"))
             .collect();
-        let in_bucket = rig.storage().head(&s.key).await.is_ok();
+        let in_bucket = rig.storage().head(&object_key(&s.key)).await.is_ok();
         let stage = ledger
             .as_ref()
             .and_then(|l| l.get(s.id as u64).unwrap())

@@ -56,3 +56,17 @@ pub fn truncated(dir: &Path, name: &str) -> PathBuf {
     std::fs::write(&out, &bytes[..bytes.len() / 2]).unwrap();
     out
 }
+
+/// A fifth of a second of a `hz` sine tone as PCM WAV (a few KB): distinct tones give
+/// distinct files, so a test can tell which object was fetched.
+pub fn tone(dir: &Path, name: &str, hz: u32) -> PathBuf {
+    let out = dir.join(name);
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency={hz}:duration=0.2:sample_rate=8000"))
+        .arg(&out)
+        .status()
+        .expect("ffmpeg is required for the tests (apt-get install ffmpeg; the README's test command does)");
+    assert!(status.success(), "ffmpeg failed to generate {name}");
+    out
+}

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 
 use r2_sync::config::Config;
 use r2_sync::db::Db;
-use r2_sync::storage::Storage;
+use r2_sync::storage::{ObjectKey, Storage};
 use tokio_postgres::NoTls;
 
 pub const ACCESS_KEY: &str = "rig-access-key";
@@ -35,6 +35,19 @@ fn pg_user() -> String {
     std::env::var("R2SYNC_TEST_PGUSER").unwrap_or_else(|_| "postgres".into())
 }
 
+/// Objects no row owns, planted in every rig's S3 server (bucket, key, bytes): in another
+/// bucket, at this bucket's root, and beside the keys tests use. No pass may touch them.
+pub const BYSTANDERS: &[(&str, &str, &[u8])] = &[
+    ("other", "secret.wav", b"another bucket's secret"),
+    (BUCKET, "secret.wav", b"an object at the bucket's root"),
+    (BUCKET, "uploads/not-owned.wav", b"an object beside the rows' objects"),
+];
+
+/// A key the tests know to be plain.
+pub fn object_key(key: &str) -> ObjectKey {
+    ObjectKey::new(key).unwrap_or_else(|e| panic!("test key {key:?}: {e}"))
+}
+
 fn unique(prefix: &str) -> String {
     format!("{prefix}_{}_{:08x}", std::process::id(), rand::random::<u32>())
 }
@@ -46,10 +59,20 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn create() -> Self {
+        Self::create_with("").await
+    }
+
+    /// A database whose server encoding is `SQL_ASCII`: its text columns hold any bytes,
+    /// as a backend's may.
+    pub async fn create_sql_ascii() -> Self {
+        Self::create_with(" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0").await
+    }
+
+    async fn create_with(options: &str) -> Self {
         let name = unique("r2sync_test");
         let admin = connect("postgres").await;
         admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .batch_execute(&format!("CREATE DATABASE {name}{options}"))
             .await
             .expect("create test database");
         let schema = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/backend.sql")).unwrap();
@@ -152,6 +175,30 @@ impl S3Server {
         server
     }
 
+    /// Every request line the server received so far (`GET /media/a%20b`), in order.
+    pub async fn requests(&self) -> Vec<String> {
+        let body = reqwest::get(format!("{}/_requests", self.endpoint))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        body.lines().map(str::to_owned).collect()
+    }
+
+    /// Stores `bytes` as object `key` of `bucket` the way the server keeps objects (a plain
+    /// file), without any client's encoding in between.
+    pub fn plant(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        let path = self.root.path().join(bucket).join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// The bytes of `bucket`'s object `key`, read as the server keeps it; None if gone.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.root.path().join(bucket).join(key)).ok()
+    }
+
     /// Body bytes the server has sent in answer to GETs so far.
     pub async fn bytes_sent(&self) -> u64 {
         let body = reqwest::get(format!("{}/_stats", self.endpoint))
@@ -194,12 +241,35 @@ pub struct Rig {
 
 impl Rig {
     pub async fn new() -> Self {
-        let db = TestDb::create().await;
+        Self::with_db(TestDb::create().await)
+    }
+
+    /// A rig over the database `db`.
+    pub fn with_db(db: TestDb) -> Self {
         let s3 = S3Server::start();
+        for (bucket, key, bytes) in BYSTANDERS {
+            s3.plant(bucket, key, bytes);
+        }
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("archive")).unwrap();
         std::fs::create_dir_all(dir.path().join("state")).unwrap();
         Self { db, s3, dir }
+    }
+
+    /// Panics unless the bucket and every one of [`BYSTANDERS`] are as planted.
+    pub fn assert_bystanders_untouched(&self, context: &str) {
+        assert!(
+            self.s3.root.path().join(BUCKET).is_dir(),
+            "bucket {BUCKET} is gone: {context}"
+        );
+        for (bucket, key, bytes) in BYSTANDERS {
+            let now = self.s3.object(bucket, key);
+            assert_eq!(
+                now.as_deref(),
+                Some(*bytes),
+                "{bucket}/{key}, which no row owns, was changed or deleted: {context}"
+            );
+        }
     }
 
     pub fn archive_dir(&self) -> PathBuf {
