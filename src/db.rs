@@ -39,12 +39,34 @@ pub enum DbError {
     Setup(String),
     #[error("database unreachable: {0}")]
     Unreachable(String),
-    #[error("database query {what} failed: {source}")]
+    #[error("database query {what} failed: {}", server_words(source))]
     Query {
         what: &'static str,
         #[source]
         source: tokio_postgres::Error,
     },
+}
+
+/// What PostgreSQL itself said (message, detail, hint, SQLSTATE), or the driver's error
+/// with its causes: the driver's own Display is only "db error".
+pub fn server_words(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut words = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        if let Some(detail) = db.detail() {
+            words.push_str(&format!("; detail: {detail}"));
+        }
+        if let Some(hint) = db.hint() {
+            words.push_str(&format!("; hint: {hint}"));
+        }
+        return words;
+    }
+    let mut words = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        words.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    words
 }
 
 impl DbError {
