@@ -61,9 +61,11 @@ struct Transfer<'a> {
     log: &'a Logger,
 }
 
-/// Backoff before the next attempt: 30 s doubling per attempt, capped at 6 h, ±20 % jitter.
-pub fn backoff_secs(attempts: u32) -> u64 {
-    let base = 30u64.saturating_mul(1 << attempts.min(10)).min(6 * 3600);
+/// Backoff after the `failures`-th failed attempt in a row (1 for the first): 30 s, doubling
+/// per failure, capped at 6 h, ±20 % jitter.
+pub fn backoff_secs(failures: u32) -> u64 {
+    let doublings = failures.saturating_sub(1).min(10);
+    let base = 30u64.saturating_mul(1 << doublings).min(6 * 3600);
     let jitter = rand::random_range(0.8..1.2);
     (base as f64 * jitter) as u64
 }
@@ -592,6 +594,33 @@ impl Syncer {
     fn remove_temp(&self, entry: &mut Entry) {
         if let Some(temp) = entry.temp_path.take() {
             let _ = std::fs::remove_file(temp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_secs;
+
+    #[test]
+    fn backoff_starts_at_30_s_and_doubles_to_6_h() {
+        for (failures, base) in [
+            (1, 30),
+            (2, 60),
+            (3, 120),
+            (9, 7680),
+            (10, 15360),
+            (11, 21600),
+            (40, 21600),
+        ] {
+            for _ in 0..50 {
+                let secs = backoff_secs(failures);
+                let (low, high) = (base * 8 / 10, base * 12 / 10);
+                assert!(
+                    (low..=high).contains(&secs),
+                    "failure {failures}: {secs} s outside {low}..={high}"
+                );
+            }
         }
     }
 }
