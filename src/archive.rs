@@ -49,21 +49,26 @@ pub fn is_disk_full(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(28 | 122))
 }
 
+/// Characters a file name must not carry: controls, and the invisible ones that make a name
+/// read as another (format characters such as U+202E RIGHT-TO-LEFT OVERRIDE, U+200B, U+FEFF;
+/// line and paragraph separators; private use).
+pub fn is_unsafe_in_name(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        G::Control | G::Format | G::LineSeparator | G::ParagraphSeparator | G::PrivateUse | G::Surrogate
+    ) || "<>:\"|?*".contains(c)
+}
+
 /// A file name safe on any filesystem and SMB share: the last path component of the
-/// untrusted name, without control characters, separators or reserved characters, without
+/// untrusted name, without control, invisible, separator or reserved characters, without
 /// leading dots, and at most [`MAX_NAME_BYTES`] long (the extension kept).
 pub fn safe_file_name(original: &str, fallback_key: &str) -> String {
     let pick = |raw: &str| -> String {
         let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
         let cleaned: String = last
             .chars()
-            .map(|c| {
-                if c.is_control() || "<>:\"|?*".contains(c) {
-                    '_'
-                } else {
-                    c
-                }
-            })
+            .map(|c| if is_unsafe_in_name(c) { '_' } else { c })
             .collect();
         cleaned.trim_matches(|c: char| c == '.' || c.is_whitespace()).to_owned()
     };
@@ -369,6 +374,9 @@ mod tests {
             ("  .hidden.mp4 ", "hidden.mp4"),
             ("what?<>|*:\".mp4", "what_______.mp4"),
             ("/", "file"),
+            ("clip\u{202e}4pm.exe.mp4", "clip_4pm.exe.mp4"),
+            ("a\u{2028}b\u{2029}c\u{200b}d\u{feff}e\u{2066}.mp4", "a_b_c_d_e_.mp4"),
+            ("\u{feff}\u{200b}", "__"),
         ];
         for (input, expected) in cases {
             let safe = safe_file_name(input, "");
