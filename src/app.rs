@@ -34,7 +34,8 @@ pub async fn run(command: Command, cfg: Config, log: Logger) -> ExitCode {
     }
 }
 
-/// This instance's name in the lease table: stable across restarts of the same state dir.
+/// This instance's name in the lease table: stable across restarts of the same state dir
+/// (a dry run, which claims nothing, writes none).
 pub fn instance_name(cfg: &Config) -> String {
     let path = cfg.state_dir.join("instance-id");
     if let Ok(existing) = std::fs::read_to_string(&path) {
@@ -51,8 +52,26 @@ pub fn instance_name(cfg: &Config) -> String {
         if host.is_empty() { "r2-sync" } else { &host },
         rand::random::<u64>()
     );
-    let _ = crate::archive::write_atomic(&path, id.as_bytes());
+    if !cfg.sync.dry_run {
+        let _ = crate::archive::write_atomic(&path, id.as_bytes());
+    }
     id
+}
+
+/// The ledger: `STATE_DIR/r2-sync.redb`. A dry run writes nothing: it reads an existing
+/// ledger without changing it, or keeps an empty one in memory.
+fn open_ledger(cfg: &Config) -> Result<Ledger, String> {
+    let path = cfg.state_dir.join(LEDGER_FILE);
+    if cfg.sync.dry_run {
+        return match path.exists() {
+            true => Ledger::open_read_only(&path).map_err(|e| {
+                format!("{e} (DRY_RUN opens an existing ledger read-only; run once without DRY_RUN to recover it)")
+            }),
+            false => Ledger::in_memory().map_err(|e| e.to_string()),
+        };
+    }
+    std::fs::create_dir_all(&cfg.state_dir).map_err(|e| format!("state directory {}: {e}", cfg.state_dir.display()))?;
+    Ledger::open(&path).map_err(|e| e.to_string())
 }
 
 async fn check(cfg: &Config) -> ExitCode {
@@ -160,9 +179,7 @@ pub struct Parts {
 
 impl Parts {
     pub fn open(cfg: Config) -> Result<Self, String> {
-        std::fs::create_dir_all(&cfg.state_dir)
-            .map_err(|e| format!("state directory {}: {e}", cfg.state_dir.display()))?;
-        let ledger = Ledger::open(&cfg.state_dir.join(LEDGER_FILE)).map_err(|e| e.to_string())?;
+        let ledger = open_ledger(&cfg)?;
         let db = Db::new(&cfg.db, instance_name(&cfg)).map_err(|e| e.to_string())?;
         let storage = Storage::new(&cfg.r2).map_err(|e| e.to_string())?;
         Ok(Self {

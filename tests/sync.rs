@@ -197,6 +197,8 @@ async fn dry_run_and_shadow_change_nothing_they_must_not() {
     assert_eq!(row(&rig, id).await.0, "approved");
     assert!(in_bucket(&rig, "uploads/v.mp4").await);
     assert!(files_under(&rig.archive_dir()).is_empty());
+    let state = files_under(&rig.state_dir());
+    assert!(state.is_empty(), "a dry run writes nothing to STATE_DIR: {state:?}");
 
     let shadow = rig.dir.path().join("shadow");
     std::fs::create_dir_all(&shadow).unwrap();
@@ -222,6 +224,43 @@ async fn dry_run_and_shadow_change_nothing_they_must_not() {
     assert_eq!(code, Some(0), "{logs}");
     assert_eq!(row(&rig, id).await.0, "archived");
     assert!(!in_bucket(&rig, "uploads/v.mp4").await);
+}
+
+/// An install that ran for real, switched to DRY_RUN: its ledger, its partial download and
+/// an orphaned temp file are left exactly as they were (no reconciliation, no commit).
+#[tokio::test]
+async fn a_dry_run_over_an_existing_ledger_changes_nothing_in_it_or_beside_it() {
+    let rig = Rig::new().await;
+    let src = tempfile::tempdir().unwrap();
+    let file = media::video(src.path(), "v.mp4", 1);
+    let archived = seed(&rig, &file, "uploads/a.mp4", "a.mp4").await;
+    assert_eq!(sync_once(&rig, &[]).await.0, Some(0));
+    assert_eq!(row(&rig, archived).await.0, "archived");
+    let waiting = seed(&rig, &file, "uploads/w.mp4", "w.mp4").await;
+    let orphan = rig.archive_dir().join(".r2-sync-tmp").join("999.part");
+    std::fs::write(&orphan, b"left by a crash").unwrap();
+    let snapshot = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut files: Vec<_> = files_under(dir)
+            .into_iter()
+            .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let (state, archive) = (snapshot(&rig.state_dir()), snapshot(&rig.archive_dir()));
+
+    let (code, logs) = sync_once(&rig, &[("DRY_RUN", "true")]).await;
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("would archive"), "{logs}");
+    assert!(
+        snapshot(&rig.state_dir()) == state,
+        "the dry run changed STATE_DIR: {logs}"
+    );
+    assert!(
+        snapshot(&rig.archive_dir()) == archive,
+        "the dry run changed the archive: {logs}"
+    );
+    assert_eq!(row(&rig, waiting).await.0, "approved");
 }
 
 #[tokio::test]

@@ -19,6 +19,13 @@ pub struct Reconciled {
 
 impl Syncer {
     pub async fn reconcile(&self) -> Reconciled {
+        if self.cfg.sync.dry_run {
+            info!(
+                self.log,
+                "dry run: start-up reconciliation skipped (it would change the ledger and temp files)"
+            );
+            return Reconciled::default();
+        }
         let mut done = Reconciled {
             abandoned: self.abandon_unclaimable().await,
             ..Reconciled::default()
@@ -52,7 +59,7 @@ impl Syncer {
                     "media_id" => entry.media_id, "bytes" => entry.bytes_done);
             }
         }
-        if self.cfg.sync.shadow_dir.is_none() && !self.cfg.sync.dry_run {
+        if self.cfg.sync.shadow_dir.is_none() {
             done.owed_settled = self.settle_owed().await;
         }
         info!(self.log, "reconcile finished"; "abandoned" => done.abandoned, "orphans_removed" => done.orphans_removed,
@@ -64,10 +71,9 @@ impl Syncer {
 impl Syncer {
     /// Files caught before archiving whose row stopped being approved while r2-sync was not
     /// running (rejected, deleted): no pass will claim them again, so end them here and drop
-    /// their temp files. Skipped while PostgreSQL cannot be asked, and in dry-run and shadow
-    /// modes.
+    /// their temp files. Skipped while PostgreSQL cannot be asked, and in shadow mode.
     async fn abandon_unclaimable(&self) -> usize {
-        if self.cfg.sync.dry_run || self.cfg.sync.shadow_dir.is_some() {
+        if self.cfg.sync.shadow_dir.is_some() {
             return 0;
         }
         let pending = self

@@ -40,6 +40,8 @@ pub enum LedgerError {
     },
     #[error("ledger: commit failed: {0}")]
     Batch(String),
+    #[error("ledger: opened read-only (DRY_RUN), nothing is written")]
+    ReadOnly,
     #[error("ledger: entry for media {media_id} is unreadable: {source}")]
     Corrupt {
         media_id: u64,
@@ -61,11 +63,26 @@ fn storage<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> LedgerEr
 /// transaction with one fsync, and only then answers each caller. Many files in flight thus
 /// cost one fsync per batch instead of one per entry.
 pub struct Ledger {
-    db: Arc<Database>,
+    db: Store,
     /// Write transactions committed by the writer thread since the ledger was opened.
     commits: Arc<AtomicU64>,
     queue: Option<mpsc::Sender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Where entries live: a writable database (a file, or memory), or a file opened read-only.
+enum Store {
+    Writable(Arc<Database>),
+    ReadOnly(redb::ReadOnlyDatabase),
+}
+
+impl Store {
+    fn begin_read(&self) -> std::result::Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Store::Writable(db) => db.begin_read(),
+            Store::ReadOnly(db) => db.begin_read(),
+        }
+    }
 }
 
 /// Entries waiting for the next group commit, at most this many per transaction.
@@ -242,6 +259,37 @@ impl Ledger {
                 source,
             },
         })?;
+        Self::writable(db)
+    }
+
+    /// A ledger that lives in memory only, gone when dropped (`DRY_RUN` without a ledger).
+    pub fn in_memory() -> Result<Self> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|source| LedgerError::Open {
+                path: "(in memory)".into(),
+                source,
+            })?;
+        Self::writable(db)
+    }
+
+    /// The ledger at `path`, readable only: nothing in the file changes (`DRY_RUN`). Every
+    /// write answers [`LedgerError::ReadOnly`]. A file that needs recovery is refused.
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        let shown = path.display().to_string();
+        let db = redb::ReadOnlyDatabase::open(path).map_err(|source| match source {
+            redb::DatabaseError::DatabaseAlreadyOpen => LedgerError::InUse { path: shown.clone() },
+            source => LedgerError::Open { path: shown, source },
+        })?;
+        Ok(Self {
+            db: Store::ReadOnly(db),
+            commits: Arc::default(),
+            queue: None,
+            writer: None,
+        })
+    }
+
+    fn writable(db: Database) -> Result<Self> {
         let db = Arc::new(db);
         write_txn(&db, Durability::Immediate, |_, _| Ok(()))?;
         let (queue, jobs) = mpsc::channel();
@@ -253,7 +301,7 @@ impl Ledger {
             .spawn(move || run_writer(for_writer, jobs, counted))
             .map_err(|e| LedgerError::Batch(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
-            db,
+            db: Store::Writable(db),
             commits,
             queue: Some(queue),
             writer: Some(writer),
@@ -265,11 +313,14 @@ impl Ledger {
         durability: Durability,
         f: impl FnOnce(&mut redb::Table<u64, &str>, &mut redb::Table<&str, u64>) -> Result<T>,
     ) -> Result<T> {
-        write_txn(&self.db, durability, f)
+        match &self.db {
+            Store::Writable(db) => write_txn(db, durability, f),
+            Store::ReadOnly(_) => Err(LedgerError::ReadOnly),
+        }
     }
 
     fn enqueue(&self, entry: Option<&Entry>, reply: Reply) -> Result<()> {
-        let queue = self.queue.as_ref().expect("the queue lives as long as the ledger");
+        let queue = self.queue.as_ref().ok_or(LedgerError::ReadOnly)?;
         queue
             .send(Job {
                 entry: entry.cloned(),

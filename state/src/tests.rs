@@ -23,6 +23,33 @@ fn put_get_update_remove_round_trip() {
 }
 
 #[test]
+fn read_only_ledgers_read_everything_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    let mut e = Entry::new(5, "uploads/5.mp4");
+    e.archive_path = Some("2026/11/5-a.mp4".into());
+    Ledger::open(&path).unwrap().put(&e).unwrap();
+    let before = std::fs::read(&path).unwrap();
+
+    let ledger = Ledger::open_read_only(&path).unwrap();
+    assert_eq!(ledger.get(5).unwrap(), Some(e.clone()));
+    assert_eq!(ledger.media_for_path("2026/11/5-a.mp4").unwrap(), Some(5));
+    assert!(matches!(ledger.put(&e), Err(LedgerError::ReadOnly)));
+    assert!(matches!(ledger.commit_later(&e), Err(LedgerError::ReadOnly)));
+    assert!(matches!(ledger.remove(5), Err(LedgerError::ReadOnly)));
+    drop(ledger);
+    assert!(std::fs::read(&path).unwrap() == before, "the file changed");
+}
+
+#[test]
+fn in_memory_ledgers_work_and_leave_no_file() {
+    let ledger = Ledger::in_memory().unwrap();
+    let e = Entry::new(9, "k");
+    ledger.put(&e).unwrap();
+    assert_eq!(ledger.all().unwrap(), vec![e]);
+}
+
+#[test]
 fn path_index_follows_archive_path() {
     let (_dir, ledger) = open();
     let mut e = Entry::new(3, "k");
