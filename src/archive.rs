@@ -352,10 +352,18 @@ fn rename_or_discard(tmp: &Path, dest: &Path) -> Result<(), ArchiveError> {
 }
 
 /// The directory for temp files under `root`, created if needed.
-pub fn temp_dir(root: &Path) -> Result<PathBuf, ArchiveError> {
-    let dir = root.join(TEMP_DIR);
+/// This instance's directory for downloads in progress: `<root>/.r2-sync-tmp/<instance>`.
+/// Each instance has its own, so two instances sharing one archive (two containers on one
+/// share) never take each other's downloads for orphans.
+pub fn temp_dir(root: &Path, instance: &str) -> Result<PathBuf, ArchiveError> {
+    let dir = instance_temp_dir(root, instance);
     create_dirs_durably(&dir)?;
     Ok(dir)
+}
+
+/// [`temp_dir`]'s path, without creating it.
+pub fn instance_temp_dir(root: &Path, instance: &str) -> PathBuf {
+    root.join(TEMP_DIR).join(safe_file_name(instance, "instance"))
 }
 
 #[cfg(test)]

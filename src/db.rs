@@ -215,6 +215,11 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
+    /// This instance's name, as the lease table knows it.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
     /// Builds the pool; connections are made on first use, so this never blocks on the
     /// network. `owner` names this instance in the lease table.
     pub fn new(cfg: &DbConfig, owner: impl Into<String>) -> Result<Self, DbError> {

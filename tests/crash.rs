@@ -77,6 +77,8 @@ async fn crash_and_recover(fault: &str, sizes: Sizes) {
         matches!(out.status.code(), Some(0 | 1)),
         "{fault}: the recovery run ends normally\n{logs}"
     );
+    // Shown only when the check below fails.
+    eprintln!("recovery run after {fault}:\n{logs}");
     invariants::check_rig(&rig, &seeded).await;
     if let Some(offset) = fault.strip_prefix("download@") {
         // The first file is the big one; resuming refetches at most one checkpoint interval.
@@ -169,7 +171,7 @@ async fn a_row_rejected_while_r2_sync_was_down_is_abandoned_at_start_up() {
     assert!(seeded[1..].iter().all(|s| s.size < offset) && big.size > offset);
     let crashed = run(&rig, Some(&format!("download@{offset}"))).await;
     assert!(!crashed.status.success(), "the crash fired");
-    let part = rig.archive_dir().join(".r2-sync-tmp").join(format!("{}.part", big.id));
+    let part = rig.part(big.id);
     assert!(part.exists(), "a partial download was left behind");
     let c = rig.db.client().await;
     c.execute("UPDATE media SET status = 'rejected' WHERE id = $1", &[&big.id])

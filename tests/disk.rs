@@ -84,9 +84,6 @@ async fn a_full_archive_keeps_the_object_and_archives_what_fits() {
         "object kept in R2"
     );
     assert_eq!(status(clip_id).await, "archived", "the pass goes on with what fits");
-    let temp = small_archive.join(".r2-sync-tmp");
-    let leftovers: Vec<_> = std::fs::read_dir(&temp)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let leftovers: Vec<_> = common::invariants::archive_files(&small_archive.join(".r2-sync-tmp"));
     assert!(leftovers.is_empty(), "temp file removed: {leftovers:?}");
 }

@@ -61,6 +61,81 @@ async fn at_full_speed(proxy: &Proxy, child: tokio::process::Child) -> std::proc
     child.wait_with_output().await.unwrap()
 }
 
+/// Two instances sharing one ARCHIVE_DIR, as two containers on one share, each with its own
+/// STATE_DIR: the second one's start-up reconciliation leaves the first one's download in
+/// progress alone, and the first archives its valid media.
+#[tokio::test]
+async fn a_second_instance_on_the_same_archive_leaves_the_first_ones_download_alone() {
+    let rig = Rig::new().await;
+    let proxy = behind_proxy(&rig).await;
+    let src = tempfile::tempdir().unwrap();
+    let wav = std::fs::read(media::tone_lasting(src.path(), "long.wav", 440, 200.0)).unwrap();
+    let seeded = seed_bytes(&rig, "uploads/long.wav", &wav).await;
+    proxy.rate(1 << 20);
+    let first = sync_via(&rig, &proxy)
+        .env("VALIDATE_MEDIA", "true")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    rig.wait_for_part(seeded.id, 1).await;
+
+    let second = rig
+        .command(&["sync", "--once"])
+        .env("STATE_DIR", rig.dir.path().join("second-state"))
+        .output()
+        .await
+        .unwrap();
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stdout));
+    let out = at_full_speed(&proxy, first).await;
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{logs}");
+    assert_eq!(
+        invariants::audits(&rig, seeded.id, "media.sync_failed").await,
+        0,
+        "{logs}"
+    );
+    invariants::check_rig(&rig, &[seeded]).await;
+}
+
+/// A file removed from under ffprobe (by anything: another process, an operator) is a
+/// transient fault, never a verdict on the media: the row is not failed, and the next pass
+/// fetches and archives it.
+#[tokio::test]
+async fn a_file_vanishing_under_ffprobe_is_fetched_again_not_failed() {
+    let rig = Rig::new().await;
+    let src = tempfile::tempdir().unwrap();
+    let wav = std::fs::read(media::tone(src.path(), "t.wav", 440)).unwrap();
+    let seeded = seed_bytes(&rig, "uploads/t.wav", &wav).await;
+    // ffprobe's input (its last argument) disappears just before the real ffprobe reads it.
+    let vanishing = src.path().join("vanishing-ffprobe");
+    std::fs::write(
+        &vanishing,
+        "#!/bin/sh\nfor last; do :; done\nrm -f \"$last\"\nexec ffprobe \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&vanishing, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let out = rig
+        .command(&["sync", "--once"])
+        .env("FFPROBE_PATH", &vanishing)
+        .output()
+        .await
+        .unwrap();
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(logs.contains("No such file or directory; downloading again"), "{logs}");
+    assert_eq!(rig.status(seeded.id).await, "approved", "not failed: {logs}");
+    assert_eq!(invariants::audits(&rig, seeded.id, "media.sync_failed").await, 0);
+
+    // The retry waits for its backoff; a later pass (its time come) archives the file.
+    let ledger = rig.state_dir().join(r2_sync::app::LEDGER_FILE);
+    let ledger_handle = r2_sync::state::Ledger::open(&ledger).unwrap();
+    ledger_handle.update(seeded.id as u64, |e| e.retry_after = 0).unwrap();
+    drop(ledger_handle);
+    let out = rig.command(&["sync", "--once"]).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    invariants::check_rig(&rig, &[seeded]).await;
+}
+
 #[tokio::test]
 async fn connections_cut_mid_body_resume_and_complete() {
     let rig = Rig::new().await;

@@ -31,7 +31,6 @@ async fn seed_big(rig: &Rig, key: &str) -> (i64, Vec<u8>) {
 async fn sigkill_mid_download_resumes_fetching_only_the_missing_bytes() {
     let rig = Rig::new().await;
     let (id, data) = seed_big(&rig, "uploads/big.bin").await;
-    let part = rig.part(id);
 
     let mut first = rig
         .command(&["sync", "--once"])
@@ -39,7 +38,7 @@ async fn sigkill_mid_download_resumes_fetching_only_the_missing_bytes() {
         .spawn()
         .unwrap();
     // Past the first 64 MiB checkpoint, then kill without warning.
-    rig.wait_for_part(id, 80 << 20).await;
+    let part = rig.wait_for_part(id, 80 << 20).await;
     first.start_kill().unwrap();
     first.wait().await.unwrap();
     let sent_before = rig.s3.bytes_sent().await;
@@ -88,8 +87,7 @@ async fn a_row_rejected_while_downloading_is_not_archived_and_stays_in_r2() {
         let (syncer, shutdown) = (syncer.clone(), shutdown.clone());
         tokio::spawn(async move { syncer.pass(&shutdown).await })
     };
-    let part = rig.part(id);
-    rig.wait_for_part(id, 1).await;
+    let part = rig.wait_for_part(id, 1).await;
     rig.db
         .client()
         .await
@@ -120,14 +118,13 @@ async fn a_row_rejected_while_downloading_is_not_archived_and_stays_in_r2() {
 async fn sigterm_mid_download_checkpoints_and_exits_promptly() {
     let rig = Rig::new().await;
     let (id, _) = seed_big(&rig, "uploads/term.bin").await;
-    let part = rig.part(id);
     let child = rig
         .command(&["sync", "--once"])
         .env("VALIDATE_MEDIA", "false")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    rig.wait_for_part(id, 1 << 20).await;
+    let part = rig.wait_for_part(id, 1 << 20).await;
     let (out, took) = common::sigterm(child).await;
     assert!(took < Duration::from_secs(10));
     let logs = String::from_utf8_lossy(&out.stdout);

@@ -76,6 +76,15 @@ pub(super) fn object_key(entry: &Entry) -> Result<ObjectKey, Trouble> {
     ObjectKey::new(&entry.r2_key).map_err(|e| Trouble::Permanent(e.to_string()))
 }
 
+impl From<probe::ProbeError> for Trouble {
+    fn from(e: probe::ProbeError) -> Self {
+        match e {
+            probe::ProbeError::Rejected { .. } | probe::ProbeError::Timeout { .. } => Trouble::Permanent(e.to_string()),
+            e => Trouble::Transient(e.to_string()),
+        }
+    }
+}
+
 fn archive_trouble(e: archive::ArchiveError) -> Trouble {
     if e.is_disk_full() {
         Trouble::DiskFull(e.to_string())
@@ -202,9 +211,15 @@ impl Syncer {
         })
     }
 
-    fn temp_path(&self, id: u64) -> Result<PathBuf, Trouble> {
-        let dir = archive::temp_dir(self.cfg.target_dir()).map_err(|e| Trouble::Transient(e.to_string()))?;
-        Ok(dir.join(format!("{id}.part")))
+    /// Where the entry's download goes: the path of its partial download (perhaps begun by an
+    /// older version at another place), else one in this instance's own temp directory.
+    fn temp_path(&self, entry: &Entry) -> Result<PathBuf, Trouble> {
+        if let Some(existing) = entry.temp_path.as_deref().filter(|_| entry.bytes_done > 0) {
+            return Ok(PathBuf::from(existing));
+        }
+        let dir =
+            archive::temp_dir(self.cfg.target_dir(), self.db.owner()).map_err(|e| Trouble::Transient(e.to_string()))?;
+        Ok(dir.join(format!("{}.part", entry.media_id)))
     }
 
     /// [`Self::fetch`], retried within the pass on transient trouble (a network blip should
@@ -261,7 +276,7 @@ impl Syncer {
             }
             Err(e) => return Err(Trouble::Transient(e.to_string())),
         };
-        let temp = self.temp_path(entry.media_id)?;
+        let temp = self.temp_path(entry)?;
         if entry.etag.as_deref() != Some(&object.etag) || entry.size != Some(object.size) {
             if entry.bytes_done > 0 {
                 info!(log, "object changed since the partial download; starting over"; "stage" => "downloading");
@@ -401,16 +416,18 @@ impl Syncer {
             _ => self.placed_copy(entry).await,
         };
         let Some(file) = placed.clone().or_else(|| temp.clone()) else {
-            entry.restart_download();
-            entry.archive_path = None;
-            self.save(entry, Stage::Claimed, log).await?;
-            return Err(Trouble::Transient("downloaded file missing; downloading again".into()));
+            return Err(self.download_again(entry, "downloaded file missing", log).await);
         };
         // ffprobe may take up to FFPROBE_TIMEOUT; a shutdown does not wait for it (the file is
         // validated again on restart).
         let summary = tokio::select! {
-            summary = self.validate(&file) => summary?,
+            summary = self.validate(&file) => summary,
             () = shutdown.cancelled() => return Err(Trouble::Interrupted),
+        };
+        // A file gone from under ffprobe says nothing about the media.
+        let summary = match summary {
+            Err(e) if !file.exists() => return Err(self.download_again(entry, &e.to_string(), log).await),
+            summary => summary.map_err(Trouble::from)?,
         };
         let facts = Facts {
             size: entry.size.unwrap_or(entry.bytes_done),
@@ -532,17 +549,23 @@ impl Syncer {
         )
     }
 
-    async fn validate(&self, file: &Path) -> Result<Option<ProbeSummary>, Trouble> {
+    async fn validate(&self, file: &Path) -> Result<Option<ProbeSummary>, probe::ProbeError> {
         if !self.cfg.sync.validate_media {
             return Ok(None);
         }
-        match probe::probe(&self.cfg.sync.ffprobe_path, file, self.cfg.sync.ffprobe_timeout).await {
-            Ok(summary) => Ok(Some(summary)),
-            Err(e @ (probe::ProbeError::Rejected { .. } | probe::ProbeError::Timeout { .. })) => {
-                Err(Trouble::Permanent(e.to_string()))
-            }
-            Err(e) => Err(Trouble::Transient(e.to_string())),
+        probe::probe(&self.cfg.sync.ffprobe_path, file, self.cfg.sync.ffprobe_timeout)
+            .await
+            .map(Some)
+    }
+
+    /// The downloaded file is gone (`why`): the next attempt downloads it again.
+    async fn download_again(&self, entry: &mut Entry, why: &str, log: &Logger) -> Trouble {
+        entry.restart_download();
+        entry.archive_path = None;
+        if let Err(trouble) = self.save(entry, Stage::Claimed, log).await {
+            return trouble;
         }
+        Trouble::Transient(format!("{why}; downloading again"))
     }
 
     /// Turns a stopped step into the ledger state and the pass outcome.

@@ -36,7 +36,7 @@ impl Syncer {
             .filter(|e| matches!(e.stage, Stage::Claimed | Stage::Downloading | Stage::Downloaded))
             .filter_map(|e| e.temp_path.as_ref().map(PathBuf::from))
             .collect();
-        for orphan in orphan_temp_files(self.cfg.target_dir(), &live) {
+        for orphan in orphan_temp_files(self.cfg.target_dir(), self.db.owner(), &live) {
             if std::fs::remove_file(&orphan).is_ok() {
                 info!(self.log, "reconcile: removed orphan temp file"; "path" => orphan.display().to_string());
                 done.orphans_removed += 1;
@@ -105,13 +105,32 @@ impl Syncer {
     }
 }
 
-/// Temp files under `root` that no live ledger entry owns.
-fn orphan_temp_files(root: &Path, live: &[PathBuf]) -> Vec<PathBuf> {
-    let Ok(dir) = std::fs::read_dir(root.join(archive::TEMP_DIR)) else {
+/// Temp files that no live ledger entry owns: in this instance's own temp directory (other
+/// instances sharing the archive have theirs), and files left directly in the temp directory
+/// by versions before it had one per instance, once untouched for [`LEGACY_ORPHAN_AGE`] (an
+/// older instance still running would be writing to its own).
+fn orphan_temp_files(root: &Path, instance: &str, live: &[PathBuf]) -> Vec<PathBuf> {
+    let own = files_in(&archive::instance_temp_dir(root, instance));
+    let legacy = files_in(&root.join(archive::TEMP_DIR)).into_iter().filter(|p| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= LEGACY_ORPHAN_AGE)
+    });
+    own.into_iter().chain(legacy).filter(|p| !live.contains(p)).collect()
+}
+
+/// How long a temp file from before per-instance temp directories must sit untouched.
+const LEGACY_ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    dir.filter_map(Result::ok)
+    entries
+        .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.is_file() && !live.contains(p))
+        .filter(|p| p.is_file())
         .collect()
 }

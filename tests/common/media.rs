@@ -60,10 +60,15 @@ pub fn truncated(dir: &Path, name: &str) -> PathBuf {
 /// A fifth of a second of a `hz` sine tone as PCM WAV (a few KB): distinct tones give
 /// distinct files, so a test can tell which object was fetched.
 pub fn tone(dir: &Path, name: &str, hz: u32) -> PathBuf {
+    tone_lasting(dir, name, hz, 0.2)
+}
+
+/// [`tone`] lasting `seconds` (16 KB a second).
+pub fn tone_lasting(dir: &Path, name: &str, hz: u32, seconds: f32) -> PathBuf {
     let out = dir.join(name);
     let status = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency={hz}:duration=0.2:sample_rate=8000"))
+        .arg(format!("sine=frequency={hz}:duration={seconds}:sample_rate=8000"))
         .arg(&out)
         .status()
         .expect("ffmpeg is required for the tests (apt-get install ffmpeg; the README's test command does)");

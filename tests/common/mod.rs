@@ -344,17 +344,30 @@ impl Rig {
             .get(0)
     }
 
-    /// The temp file of media `id`'s download.
+    /// The temp file of media `id`'s download: where one exists in any instance's temp
+    /// directory, else where the instance whose state is the rig's `STATE_DIR` would put it.
     pub fn part(&self, id: i64) -> PathBuf {
-        self.archive_dir().join(".r2-sync-tmp").join(format!("{id}.part"))
+        let name = format!("{id}.part");
+        let temp = self.archive_dir().join(".r2-sync-tmp");
+        let existing = std::fs::read_dir(&temp)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|dir| dir.path().join(&name))
+            .find(|p| p.exists());
+        existing.unwrap_or_else(|| {
+            let instance = std::fs::read_to_string(self.state_dir().join("instance-id")).unwrap_or_default();
+            r2_sync::archive::instance_temp_dir(&self.archive_dir(), instance.trim()).join(name)
+        })
     }
 
-    /// Waits until media `id`'s download has written at least `bytes`.
-    pub async fn wait_for_part(&self, id: i64, bytes: u64) {
-        let part = self.part(id);
+    /// Waits until media `id`'s download has written at least `bytes`; its path.
+    pub async fn wait_for_part(&self, id: i64, bytes: u64) -> PathBuf {
+        let mut part = self.part(id);
         for _ in 0..30_000 {
+            part = self.part(id);
             if std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) >= bytes {
-                return;
+                return part;
             }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
