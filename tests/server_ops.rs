@@ -206,3 +206,52 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         .unwrap();
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
 }
+
+/// Sends `head` (request line and headers, without the blank line) on a fresh connection and
+/// returns the status of the answer, asserting a full status line came back.
+async fn answered(addr: std::net::SocketAddr, head: &str) -> u16 {
+    let answer = raw(addr, format!("{head}\r\nConnection: close\r\n\r\n").as_bytes()).await;
+    let line = answer.lines().next().unwrap_or_default();
+    let version = line.get(..9).filter(|v| *v == "HTTP/1.1 " || *v == "HTTP/1.0 ");
+    let code = version.and_then(|_| line.get(9..12));
+    let code = code.and_then(|c| c.parse().ok());
+    assert!(
+        line.len() > 12 && code.is_some(),
+        "{head:?}: no status line in {answer:?}"
+    );
+    code.unwrap()
+}
+
+#[tokio::test]
+async fn every_request_target_form_gets_an_http_answer_and_the_server_lives_on() {
+    let served = Served::new().await;
+    let host = "Host: files.example";
+    // (request line, answer on the file port, answer on the health port)
+    let cases = [
+        ("CONNECT 127.0.0.1:8080 HTTP/1.1", 405, 405),
+        ("GET 127.0.0.1:8080 HTTP/1.1", 400, 400),
+        ("HEAD files.example:443 HTTP/1.1", 400, 400),
+        ("OPTIONS * HTTP/1.1", 405, 405),
+        ("GET * HTTP/1.1", 400, 400),
+        ("GET http://files.example/health HTTP/1.1", 200, 200),
+        ("GET http://files.example HTTP/1.1", 401, 404),
+        ("GET http://files.example/2026/03/1-x.mp4?token=x HTTP/1.1", 401, 404),
+        ("GET /health HTTP/1.0", 200, 200),
+    ];
+    for (line, files, health) in cases {
+        for (addr, want) in [(served.files, files), (served.health, health)] {
+            assert_eq!(
+                answered(addr, &format!("{line}\r\n{host}")).await,
+                want,
+                "{line} on {addr}"
+            );
+            assert_eq!(
+                answered(addr, &format!("GET /health HTTP/1.1\r\n{host}")).await,
+                200,
+                "still answering after {line}"
+            );
+        }
+    }
+    let logs = served.logs.text();
+    assert!(!logs.contains("panic"), "{logs}");
+}
