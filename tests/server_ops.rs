@@ -255,3 +255,28 @@ async fn every_request_target_form_gets_an_http_answer_and_the_server_lives_on()
     let logs = served.logs.text();
     assert!(!logs.contains("panic"), "{logs}");
 }
+
+#[tokio::test]
+async fn http_1_1_without_exactly_one_valid_host_is_400() {
+    let served = Served::new().await;
+    let cases = [
+        ("GET /health HTTP/1.1", 400),
+        ("GET /health HTTP/1.1\r\nHost: a.example\r\nHost: b.example", 400),
+        ("GET /health HTTP/1.1\r\nHost: a.example\r\nhost: a.example", 400),
+        ("GET /health HTTP/1.1\r\nHost: bad host", 400),
+        ("GET /health HTTP/1.1\r\nHost: user@files.example", 400),
+        ("GET http://files.example/health HTTP/1.1", 400),
+        ("GET /2026/03/1-x.mp4?token=x HTTP/1.1", 400),
+        ("GET /health HTTP/1.1\r\nHost: files.example:8080", 200),
+        ("GET /health HTTP/1.1\r\nHost: [::1]:8080", 200),
+        // RFC 9112 §3.2: empty when the target URI has no authority; HTTP/1.0 needs none.
+        ("GET /health HTTP/1.1\r\nHost:", 200),
+        ("GET /health HTTP/1.0", 200),
+    ];
+    for (head, want) in cases {
+        for addr in [served.files, served.health] {
+            assert_eq!(answered(addr, head).await, want, "{head:?} on {addr}");
+        }
+    }
+    assert_eq!(answered(served.files, "GET /health HTTP/1.1\r\nHost: x").await, 200);
+}

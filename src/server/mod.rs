@@ -300,14 +300,11 @@ fn only_get(m: &Method) -> Option<Response> {
     Some(method_not_allowed())
 }
 
-/// The answer to a request whose target warp must not see ([`request_target`]).
+/// The answer to a request refused before routing: its target or its `Host` ([`request_target`]).
 fn refused(e: &request_target::TargetError) -> Response {
     let resp = match e.is_method() {
         true => method_not_allowed(),
-        false => json(
-            StatusCode::BAD_REQUEST,
-            &serde_json::json!({ "error": "bad request target" }),
-        ),
+        false => json(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": "bad request" })),
     };
     tag(HttpRoute::Other)(resp)
 }

@@ -1,9 +1,12 @@
 //! RFC 9112 §3.2 checks that hyper leaves to the server, made before warp sees a request:
 //! warp assumes every target has a path (an authority-form target such as
 //! `CONNECT host:443` makes it panic), and only origin-form and absolute-form targets name a
-//! resource we serve. Pure logic; the listener turns a refusal into an answer.
+//! resource we serve. An HTTP/1.1 request also needs exactly one valid `Host` (§3.2: a
+//! server MUST answer 400 otherwise). Pure logic; the listener turns a refusal into an answer.
 
-use http::{Method, Request, Uri};
+use http::header::{HeaderMap, HOST};
+use http::uri::Authority;
+use http::{Method, Request, Uri, Version};
 use thiserror::Error;
 
 /// Why a request is answered before routing.
@@ -21,6 +24,12 @@ pub enum TargetError {
     /// `*` is only for OPTIONS (RFC 9112 §3.2.4).
     #[error("asterisk-form target with {0}")]
     AsteriskForm(Method),
+    #[error("HTTP/1.1 request without Host")]
+    NoHost,
+    #[error("{0} Host header fields")]
+    ManyHosts(usize),
+    #[error("Host is not host[:port]")]
+    BadHost,
 }
 
 impl TargetError {
@@ -30,9 +39,31 @@ impl TargetError {
     }
 }
 
-/// Ok when warp may route `req`: its target is origin-form or absolute-form, so it has a path.
+/// Ok when warp may route `req`: its target is origin-form or absolute-form, so it has a
+/// path, and its `Host` is in order.
 pub fn check<B>(req: &Request<B>) -> Result<(), TargetError> {
+    check_host(req.version(), req.headers())?;
     check_target(req.method(), req.uri())
+}
+
+/// One `Host` for HTTP/1.1 (HTTP/1.0 may omit it), never two, and either empty (allowed when
+/// the target has no authority) or `host[:port]` without userinfo (RFC 9110 §7.2). Checked
+/// for absolute-form targets too, whose authority then names the host.
+fn check_host(version: Version, headers: &HeaderMap) -> Result<(), TargetError> {
+    let hosts: Vec<_> = headers.get_all(HOST).iter().collect();
+    let host = match hosts.as_slice() {
+        [] if version == Version::HTTP_10 || version == Version::HTTP_09 => return Ok(()),
+        [] => return Err(TargetError::NoHost),
+        [one] => one.as_bytes(),
+        many => return Err(TargetError::ManyHosts(many.len())),
+    };
+    if host.is_empty() {
+        return Ok(());
+    }
+    match Authority::try_from(host) {
+        Ok(a) if !a.as_str().contains('@') => Ok(()),
+        _ => Err(TargetError::BadHost),
+    }
 }
 
 fn check_target(method: &Method, uri: &Uri) -> Result<(), TargetError> {
@@ -59,6 +90,28 @@ mod tests {
     fn verdict(method: &str, target: &str) -> Result<(), TargetError> {
         let method: Method = method.parse().unwrap();
         check_target(&method, &target.parse().unwrap())
+    }
+
+    fn host(version: Version, hosts: &[&str]) -> Result<(), TargetError> {
+        let mut headers = HeaderMap::new();
+        for h in hosts {
+            headers.append(HOST, h.parse().unwrap());
+        }
+        check_host(version, &headers)
+    }
+
+    #[test]
+    fn http_1_1_needs_exactly_one_valid_host() {
+        use Version as V;
+        for ok in [&["files.example"][..], &["files.example:8080"], &["[::1]:80"], &[""]] {
+            assert_eq!(host(V::HTTP_11, ok), Ok(()), "{ok:?}");
+        }
+        assert_eq!(host(V::HTTP_10, &[]), Ok(()));
+        assert_eq!(host(V::HTTP_11, &[]), Err(TargetError::NoHost));
+        assert_eq!(host(V::HTTP_10, &["a", "a"]), Err(TargetError::ManyHosts(2)));
+        for bad in ["a b", "u@files.example", "files.example/x", "a:b:c"] {
+            assert_eq!(host(V::HTTP_11, &[bad]), Err(TargetError::BadHost), "{bad:?}");
+        }
     }
 
     #[test]
