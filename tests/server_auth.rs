@@ -26,6 +26,15 @@ async fn status(url: &str) -> (u16, String) {
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
+/// Correctly signed, but its header demands an extension we do not implement.
+fn with_crit(claims: &Value) -> String {
+    let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+    header.crit = Some(vec!["x-ext".into()]);
+    header.extras.insert("x-ext", true);
+    let key = jsonwebtoken::EncodingKey::from_secret(common::TUNNEL_SECRET.as_bytes());
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
 #[tokio::test]
 async fn every_token_failure_is_401() {
     let served = two_files().await;
@@ -79,6 +88,7 @@ async fn every_token_failure_is_401() {
             "no media",
             format!("token={}", hs(Algorithm::HS256, secret, &json!({"exp": at(3600)}))),
         ),
+        ("crit extension", format!("token={}", with_crit(&good))),
     ];
     for (what, query) in cases {
         let resp = reqwest::get(served.url(&format!("/{REL_A}?{query}"))).await.unwrap();

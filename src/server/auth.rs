@@ -40,6 +40,8 @@ pub enum AuthError {
     WrongAudience,
     #[error("token malformed")]
     Malformed,
+    #[error("token header has a parameter we do not accept")]
+    UnexpectedHeader,
     #[error("cannot sign token: {0}")]
     Sign(String),
 }
@@ -57,6 +59,7 @@ impl AuthError {
             AuthError::WrongIssuer => "wrong_issuer",
             AuthError::WrongAudience => "wrong_audience",
             AuthError::Malformed => "malformed",
+            AuthError::UnexpectedHeader => "unexpected_header",
             AuthError::Sign(_) => "sign",
         }
     }
@@ -125,11 +128,49 @@ impl Verifier {
             return Err(AuthError::Missing);
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)?;
+        if !only_expected_parameters(&data.header) {
+            return Err(AuthError::UnexpectedHeader);
+        }
         Ok(Grant {
             media_id: data.claims.media_id,
             user_id: data.claims.user_id,
         })
     }
+}
+
+/// True when the JOSE header holds nothing but `alg` (checked to be HS256 by decoding),
+/// `typ` and `kid` (informational: there is one key). Anything else is refused: `crit` names
+/// extensions we do not implement, so RFC 7515 §4.1.11 makes the token invalid, and key
+/// pointers (`jku`, `jwk`, `x5*`), `cty` (nested tokens), `b64` and the like change how a
+/// token would be read, which the backend never asks for. Destructured in full so that a
+/// parameter a new `jsonwebtoken` learns to parse must be decided here.
+fn only_expected_parameters(header: &Header) -> bool {
+    let Header {
+        typ: _,
+        alg: _,
+        kid: _,
+        cty,
+        jku,
+        jwk,
+        x5u,
+        x5c,
+        x5t,
+        x5t_s256,
+        crit,
+        enc,
+        zip,
+        url,
+        nonce,
+        extras,
+    } = header;
+    let keys = [jku, x5u, x5t, x5t_s256, url, nonce, cty];
+    keys.iter().all(|k| k.is_none())
+        && jwk.is_none()
+        && x5c.is_none()
+        && crit.is_none()
+        && enc.is_none()
+        && zip.is_none()
+        && extras.inner().is_empty()
 }
 
 /// The `token` parameter of a raw query string, percent-decoded; the first one wins.
