@@ -200,3 +200,31 @@ fn header_parameters_we_do_not_expect_are_refused() {
     assert!(v.verify(&signed(&|h| h.kid = Some("k1".into()))).is_ok(), "kid");
     assert!(v.verify(&signed(&|h| h.typ = None)).is_ok(), "no typ");
 }
+
+#[test]
+fn the_bearer_token_comes_from_the_query_or_the_header_never_two() {
+    let headers = |values: &[&str]| {
+        let mut h = http::HeaderMap::new();
+        for v in values {
+            h.append(http::header::AUTHORIZATION, v.parse().unwrap());
+        }
+        h
+    };
+    let t = |s: &str| Ok(Some(s.to_owned()));
+    assert_eq!(bearer_token("token=a", &headers(&[])), t("a"));
+    assert_eq!(bearer_token("", &headers(&["Bearer a"])), t("a"));
+    assert_eq!(bearer_token("", &headers(&["BEARER   a "])), t("a"));
+    assert_eq!(bearer_token("token=a", &headers(&["Bearer a"])), t("a"));
+    assert_eq!(bearer_token("token=a", &headers(&["Basic a"])), t("a"));
+    for none in [&[][..], &["Basic dTpw"], &["Bearer"], &["Bearer  "]] {
+        assert_eq!(bearer_token("token=", &headers(none)), Ok(None), "{none:?}");
+    }
+    assert_eq!(
+        bearer_token("token=a", &headers(&["Bearer b"])),
+        Err(AuthError::InvalidRequest)
+    );
+    assert_eq!(
+        bearer_token("", &headers(&["Bearer a", "Bearer a"])),
+        Err(AuthError::InvalidRequest)
+    );
+}
