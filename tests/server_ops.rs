@@ -280,3 +280,57 @@ async fn http_1_1_without_exactly_one_valid_host_is_400() {
     }
     assert_eq!(answered(served.files, "GET /health HTTP/1.1\r\nHost: x").await, 200);
 }
+
+#[tokio::test]
+async fn every_answer_sent_in_full_is_logged_complete() {
+    let served = Served::new().await;
+    served.archive(1, BIG, &pattern(1000), "big.bin");
+    let client = reqwest::Client::new();
+    let file = served.link(1, BIG);
+    let (files, health) = (served.files, served.health);
+    let requests = [
+        (client.get(served.url(&format!("/{BIG}"))), 401, format!("/{BIG}")),
+        (
+            client.get(served.link(1, "2026/03/1-none.bin")),
+            404,
+            "/2026/03/1-none.bin".to_owned(),
+        ),
+        (client.post(&file), 405, format!("/{BIG}")),
+        (client.get(&file).header("if-match", "\"nope\""), 412, format!("/{BIG}")),
+        (client.get(&file).header("range", "bytes=5000-"), 416, format!("/{BIG}")),
+        (client.get(&file), 200, format!("/{BIG}")),
+        (client.get(&file).header("range", "bytes=0-9"), 206, format!("/{BIG}")),
+        (client.head(&file), 200, format!("/{BIG}")),
+        (client.get(format!("http://{files}/health")), 200, "/health".to_owned()),
+        (
+            client.get(format!("http://{health}/health/deep")),
+            200,
+            "/health/deep".to_owned(),
+        ),
+        (
+            client.get(format!("http://{health}/metrics")),
+            200,
+            "/metrics".to_owned(),
+        ),
+        (client.get(format!("http://{health}/status")), 200, "/status".to_owned()),
+        (
+            client.get(format!("http://{health}/nothing")),
+            404,
+            "/nothing".to_owned(),
+        ),
+    ];
+    for (i, (req, want, path)) in requests.into_iter().enumerate() {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{path}");
+        let body = resp.bytes().await.unwrap();
+        let before = served.logs.lines().len();
+        let lines = served.logs.access(&path, 1).await;
+        let line = lines
+            .iter()
+            .rev()
+            .find(|l| l["status"] == want)
+            .unwrap_or_else(|| panic!("request {i}: no access line for {path} {want} (of {before} lines)"));
+        assert_eq!(line["complete"], true, "request {i}: {line}");
+        assert_eq!(line["bytes"].as_u64(), Some(body.len() as u64), "request {i}: {line}");
+    }
+}
