@@ -359,3 +359,25 @@ async fn bearer_header_or_query_token_and_rfc_6750_challenges() {
         "a token leaked into the logs"
     );
 }
+
+/// The README's promise: the method is judged before the token, the same for every path,
+/// so a 405 says nothing about what exists.
+#[tokio::test]
+async fn other_methods_are_405_on_every_path_with_or_without_a_token() {
+    let served = two_files().await;
+    let client = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for url in [
+        served.url(&format!("/{REL_A}")),
+        served.url("/2026/03/nothing.mp4"),
+        served.link(1, REL_A),
+        served.link(1, "2026/03/nothing.mp4"),
+    ] {
+        let resp = client.delete(&url).send().await.unwrap();
+        let allow = resp.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+        answers.push((resp.status().as_u16(), allow, resp.text().await.unwrap()));
+    }
+    assert_eq!(answers[0].0, 405);
+    assert_eq!(answers[0].1.as_deref(), Some("GET, HEAD"));
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+}
