@@ -34,7 +34,70 @@ pub fn root(level: LogLevel) -> Logger {
     Logger::root(drain, o!("version" => env!("CARGO_PKG_VERSION")))
 }
 
+/// Makes every panic one JSON line (`"msg":"panic"`, `error`, `location`, `thread`) on the
+/// log instead of the default multi-line text on stderr, so a log shipper sees one event.
+/// The process goes on as before: a panicking task or thread still unwinds.
+pub fn log_panics(log: Logger) {
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-text panic payload".to_owned());
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
+        slog::crit!(log, "panic"; keys::ERROR => message, "location" => location, "thread" => thread);
+    }));
+}
+
 /// A logger that drops everything, for unit tests and library callers that do not log.
 pub fn discard() -> Logger {
     Logger::root(slog::Discard, o!())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use slog::{o, Drain, Logger};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panic_is_logged_as_one_json_line() {
+        let buffer = Buffer::default();
+        let json = slog_json::Json::new(buffer.clone()).add_default_keys().build();
+        super::log_panics(Logger::root(Mutex::new(json).fuse(), o!()));
+        let joined = std::thread::Builder::new()
+            .name("doomed".into())
+            .spawn(|| panic!("static str is not valid path"))
+            .unwrap()
+            .join();
+        drop(std::panic::take_hook()); // back to the default hook
+        assert!(joined.is_err());
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let line: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(line["msg"], "panic");
+        assert_eq!(line["error"], "static str is not valid path");
+        assert_eq!(line["thread"], "doomed");
+        assert!(
+            line["location"].as_str().unwrap().starts_with("src/logging.rs:"),
+            "{line}"
+        );
+    }
 }

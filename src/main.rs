@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     #[cfg(feature = "fault-injection")]
     r2_sync::fault::arm(cfg.fault.clone());
     let log = logging::root(cfg.log_level);
+    logging::log_panics(log.clone());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -26,6 +26,15 @@ async fn status(url: &str) -> (u16, String) {
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
+/// Correctly signed, but its header demands an extension we do not implement.
+fn with_crit(claims: &Value) -> String {
+    let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+    header.crit = Some(vec!["x-ext".into()]);
+    header.extras.insert("x-ext", true);
+    let key = jsonwebtoken::EncodingKey::from_secret(common::TUNNEL_SECRET.as_bytes());
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
 #[tokio::test]
 async fn every_token_failure_is_401() {
     let served = two_files().await;
@@ -79,6 +88,7 @@ async fn every_token_failure_is_401() {
             "no media",
             format!("token={}", hs(Algorithm::HS256, secret, &json!({"exp": at(3600)}))),
         ),
+        ("crit extension", format!("token={}", with_crit(&good))),
     ];
     for (what, query) in cases {
         let resp = reqwest::get(served.url(&format!("/{REL_A}?{query}"))).await.unwrap();
@@ -287,4 +297,87 @@ async fn access_lines_have_the_fields_and_never_the_token() {
     assert!(!everything.contains(&token), "a token leaked into the logs");
     assert!(!everything.contains("token="), "a query string leaked into the logs");
     assert!(!everything.contains(common::TUNNEL_SECRET));
+}
+
+async fn get_with(url: &str, authorization: Option<&str>) -> (u16, Option<String>, Vec<u8>) {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(value) = authorization {
+        req = req.header("authorization", value);
+    }
+    let resp = req.send().await.unwrap();
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (resp.status().as_u16(), challenge, resp.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn bearer_header_or_query_token_and_rfc_6750_challenges() {
+    let served = Served::new().await;
+    let bytes = random_bytes(100);
+    served.archive(1, REL_A, &bytes, "a.mp4");
+    let (good, other) = (served.token(1), served.token(2));
+    let bare = served.url(&format!("/{REL_A}"));
+    let with_query = |t: &str| served.url(&format!("/{REL_A}?token={t}"));
+
+    // No token at all: a challenge without an error code (RFC 6750 §3.1).
+    let (code, challenge, _) = get_with(&bare, None).await;
+    assert_eq!((code, challenge.as_deref()), (401, Some("Bearer realm=\"r2-sync\"")));
+    let (code, challenge, _) = get_with(&bare, Some("Basic dXNlcjpwYXNz")).await;
+    assert_eq!((code, challenge.as_deref()), (401, Some("Bearer realm=\"r2-sync\"")));
+    // A bad token, by either method: invalid_token.
+    let invalid = Some("Bearer realm=\"r2-sync\", error=\"invalid_token\"");
+    assert_eq!(get_with(&with_query("x.y.z"), None).await.1.as_deref(), invalid);
+    let (code, challenge, _) = get_with(&bare, Some("Bearer x.y.z")).await;
+    assert_eq!((code, challenge.as_deref()), (401, invalid));
+
+    // The header works like the query parameter; the scheme is case-insensitive.
+    for value in [format!("Bearer {good}"), format!("bearer  {good}")] {
+        let (code, _, body) = get_with(&bare, Some(&value)).await;
+        assert_eq!(code, 200, "{value}");
+        assert!(body == bytes);
+    }
+    let (code, _, _) = get_with(&with_query(&good), Some(&format!("Bearer {good}"))).await;
+    assert_eq!(code, 200, "the same token both ways is one token");
+    let (code, _, _) = get_with(&with_query(&good), Some("Basic dXNlcjpwYXNz")).await;
+    assert_eq!(code, 200, "other schemes carry no bearer token");
+
+    // Two different tokens: RFC 6750 §2 forbids more than one method, 400 invalid_request.
+    let conflict = Some("Bearer realm=\"r2-sync\", error=\"invalid_request\"");
+    for (query, header) in [(&good, &other), (&other, &good), (&good, &"x.y.z".to_owned())] {
+        let (code, challenge, _) = get_with(&with_query(query), Some(&format!("Bearer {header}"))).await;
+        assert_eq!((code, challenge.as_deref()), (400, conflict));
+    }
+    let lines = served.logs.access(&format!("/{REL_A}"), 11).await;
+    assert_eq!(lines.len(), 11);
+    assert_eq!(lines.last().unwrap()["denied"], "invalid_request");
+    assert_eq!(lines[0]["denied"], "missing");
+    let everything = served.logs.text();
+    assert!(
+        !everything.contains(&good) && !everything.contains(&other),
+        "a token leaked into the logs"
+    );
+}
+
+/// The README's promise: the method is judged before the token, the same for every path,
+/// so a 405 says nothing about what exists.
+#[tokio::test]
+async fn other_methods_are_405_on_every_path_with_or_without_a_token() {
+    let served = two_files().await;
+    let client = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for url in [
+        served.url(&format!("/{REL_A}")),
+        served.url("/2026/03/nothing.mp4"),
+        served.link(1, REL_A),
+        served.link(1, "2026/03/nothing.mp4"),
+    ] {
+        let resp = client.delete(&url).send().await.unwrap();
+        let allow = resp.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+        answers.push((resp.status().as_u16(), allow, resp.text().await.unwrap()));
+    }
+    assert_eq!(answers[0].0, 405);
+    assert_eq!(answers[0].1.as_deref(), Some("GET, HEAD"));
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
 }

@@ -206,3 +206,131 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         .unwrap();
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
 }
+
+/// Sends `head` (request line and headers, without the blank line) on a fresh connection and
+/// returns the status of the answer, asserting a full status line came back.
+async fn answered(addr: std::net::SocketAddr, head: &str) -> u16 {
+    let answer = raw(addr, format!("{head}\r\nConnection: close\r\n\r\n").as_bytes()).await;
+    let line = answer.lines().next().unwrap_or_default();
+    let version = line.get(..9).filter(|v| *v == "HTTP/1.1 " || *v == "HTTP/1.0 ");
+    let code = version.and_then(|_| line.get(9..12));
+    let code = code.and_then(|c| c.parse().ok());
+    assert!(
+        line.len() > 12 && code.is_some(),
+        "{head:?}: no status line in {answer:?}"
+    );
+    code.unwrap()
+}
+
+#[tokio::test]
+async fn every_request_target_form_gets_an_http_answer_and_the_server_lives_on() {
+    let served = Served::new().await;
+    let host = "Host: files.example";
+    // (request line, answer on the file port, answer on the health port)
+    let cases = [
+        ("CONNECT 127.0.0.1:8080 HTTP/1.1", 405, 405),
+        ("GET 127.0.0.1:8080 HTTP/1.1", 400, 400),
+        ("HEAD files.example:443 HTTP/1.1", 400, 400),
+        ("OPTIONS * HTTP/1.1", 405, 405),
+        ("GET * HTTP/1.1", 400, 400),
+        ("GET http://files.example/health HTTP/1.1", 200, 200),
+        ("GET http://files.example HTTP/1.1", 401, 404),
+        ("GET http://files.example/2026/03/1-x.mp4?token=x HTTP/1.1", 401, 404),
+        ("GET /health HTTP/1.0", 200, 200),
+    ];
+    for (line, files, health) in cases {
+        for (addr, want) in [(served.files, files), (served.health, health)] {
+            assert_eq!(
+                answered(addr, &format!("{line}\r\n{host}")).await,
+                want,
+                "{line} on {addr}"
+            );
+            assert_eq!(
+                answered(addr, &format!("GET /health HTTP/1.1\r\n{host}")).await,
+                200,
+                "still answering after {line}"
+            );
+        }
+    }
+    let logs = served.logs.text();
+    assert!(!logs.contains("panic"), "{logs}");
+}
+
+#[tokio::test]
+async fn http_1_1_without_exactly_one_valid_host_is_400() {
+    let served = Served::new().await;
+    let cases = [
+        ("GET /health HTTP/1.1", 400),
+        ("GET /health HTTP/1.1\r\nHost: a.example\r\nHost: b.example", 400),
+        ("GET /health HTTP/1.1\r\nHost: a.example\r\nhost: a.example", 400),
+        ("GET /health HTTP/1.1\r\nHost: bad host", 400),
+        ("GET /health HTTP/1.1\r\nHost: user@files.example", 400),
+        ("GET http://files.example/health HTTP/1.1", 400),
+        ("GET /2026/03/1-x.mp4?token=x HTTP/1.1", 400),
+        ("GET /health HTTP/1.1\r\nHost: files.example:8080", 200),
+        ("GET /health HTTP/1.1\r\nHost: [::1]:8080", 200),
+        // RFC 9112 §3.2: empty when the target URI has no authority; HTTP/1.0 needs none.
+        ("GET /health HTTP/1.1\r\nHost:", 200),
+        ("GET /health HTTP/1.0", 200),
+    ];
+    for (head, want) in cases {
+        for addr in [served.files, served.health] {
+            assert_eq!(answered(addr, head).await, want, "{head:?} on {addr}");
+        }
+    }
+    assert_eq!(answered(served.files, "GET /health HTTP/1.1\r\nHost: x").await, 200);
+}
+
+#[tokio::test]
+async fn every_answer_sent_in_full_is_logged_complete() {
+    let served = Served::new().await;
+    served.archive(1, BIG, &pattern(1000), "big.bin");
+    let client = reqwest::Client::new();
+    let file = served.link(1, BIG);
+    let (files, health) = (served.files, served.health);
+    let requests = [
+        (client.get(served.url(&format!("/{BIG}"))), 401, format!("/{BIG}")),
+        (
+            client.get(served.link(1, "2026/03/1-none.bin")),
+            404,
+            "/2026/03/1-none.bin".to_owned(),
+        ),
+        (client.post(&file), 405, format!("/{BIG}")),
+        (client.get(&file).header("if-match", "\"nope\""), 412, format!("/{BIG}")),
+        (client.get(&file).header("range", "bytes=5000-"), 416, format!("/{BIG}")),
+        (client.get(&file), 200, format!("/{BIG}")),
+        (client.get(&file).header("range", "bytes=0-9"), 206, format!("/{BIG}")),
+        (client.head(&file), 200, format!("/{BIG}")),
+        (client.get(format!("http://{files}/health")), 200, "/health".to_owned()),
+        (
+            client.get(format!("http://{health}/health/deep")),
+            200,
+            "/health/deep".to_owned(),
+        ),
+        (
+            client.get(format!("http://{health}/metrics")),
+            200,
+            "/metrics".to_owned(),
+        ),
+        (client.get(format!("http://{health}/status")), 200, "/status".to_owned()),
+        (
+            client.get(format!("http://{health}/nothing")),
+            404,
+            "/nothing".to_owned(),
+        ),
+    ];
+    for (i, (req, want, path)) in requests.into_iter().enumerate() {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{path}");
+        let body = resp.bytes().await.unwrap();
+        let before = served.logs.lines().len();
+        let lines = served.logs.access(&path, 1).await;
+        let line = lines
+            .iter()
+            .rev()
+            .find(|l| l["status"] == want)
+            .unwrap_or_else(|| panic!("request {i}: no access line for {path} {want} (of {before} lines)"));
+        assert_eq!(line["complete"], true, "request {i}: {line}");
+        assert_eq!(line["bytes"].as_u64(), Some(body.len() as u64), "request {i}: {line}");
+    }
+}

@@ -75,17 +75,26 @@ struct Pending {
 
 /// Wraps `resp`'s body so the access line is written (and the request counted) when it
 /// completes.
-pub fn wrap<B>(resp: Response<B>, line: RequestLine, log: &Logger, metrics: &Arc<Metrics>) -> Response<LoggedBody<B>> {
+pub fn wrap<B: Body>(
+    resp: Response<B>,
+    line: RequestLine,
+    log: &Logger,
+    metrics: &Arc<Metrics>,
+) -> Response<LoggedBody<B>> {
     let status = resp.status().as_u16();
     let info = resp.extensions().get::<AccessInfo>().copied().unwrap_or_default();
     let route = resp.extensions().get::<HttpRoute>().copied().unwrap_or_default();
     let bodiless = line.method == Method::HEAD || status == 304 || status == 204;
+    // Error and health answers carry no Content-Length yet (hyper adds it from the body's
+    // size): their exact size hint says how much is due. hyper never polls a body past
+    // its known end, so without it they were logged as cut short when dropped.
     let expected = if bodiless {
         Some(0)
     } else {
         resp.headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok())
+            .or_else(|| resp.body().size_hint().exact())
     };
     let mut resp = resp.map(|inner| LoggedBody {
         inner,
@@ -158,6 +167,11 @@ where
                 // already read its line.
                 if self.expected == Some(self.sent) {
                     self.finish(true);
+                } else if self.inner.is_end_stream() {
+                    // A body of unknown length that knows it is done: hyper will not poll
+                    // for its end, and drops it.
+                    let complete = self.expected.is_none_or(|e| e == self.sent);
+                    self.finish(complete);
                 }
             }
             Some(Err(_)) => self.finish(false),

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use http::header::{HeaderMap, AUTHORIZATION};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use percent_encoding::percent_decode_str;
@@ -19,11 +20,14 @@ pub struct Grant {
     pub user_id: u64,
 }
 
-/// Why a token was refused. Every variant answers 401; the reason goes to the access log only.
+/// Why a token was refused: 400 for [`AuthError::InvalidRequest`], 401 for the rest; the
+/// reason goes to the access log only.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum AuthError {
     #[error("no token")]
     Missing,
+    #[error("token sent in more than one way, or Authorization repeated")]
+    InvalidRequest,
     #[error("token expired")]
     Expired,
     #[error("token not yet valid")]
@@ -40,6 +44,8 @@ pub enum AuthError {
     WrongAudience,
     #[error("token malformed")]
     Malformed,
+    #[error("token header has a parameter we do not accept")]
+    UnexpectedHeader,
     #[error("cannot sign token: {0}")]
     Sign(String),
 }
@@ -49,6 +55,7 @@ impl AuthError {
     pub fn reason(&self) -> &'static str {
         match self {
             AuthError::Missing => "missing",
+            AuthError::InvalidRequest => "invalid_request",
             AuthError::Expired => "expired",
             AuthError::NotYetValid => "not_yet_valid",
             AuthError::BadSignature => "bad_signature",
@@ -57,6 +64,7 @@ impl AuthError {
             AuthError::WrongIssuer => "wrong_issuer",
             AuthError::WrongAudience => "wrong_audience",
             AuthError::Malformed => "malformed",
+            AuthError::UnexpectedHeader => "unexpected_header",
             AuthError::Sign(_) => "sign",
         }
     }
@@ -125,11 +133,75 @@ impl Verifier {
             return Err(AuthError::Missing);
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)?;
+        if !only_expected_parameters(&data.header) {
+            return Err(AuthError::UnexpectedHeader);
+        }
         Ok(Grant {
             media_id: data.claims.media_id,
             user_id: data.claims.user_id,
         })
     }
+}
+
+/// True when the JOSE header holds nothing but `alg` (checked to be HS256 by decoding),
+/// `typ` and `kid` (informational: there is one key). Anything else is refused: `crit` names
+/// extensions we do not implement, so RFC 7515 §4.1.11 makes the token invalid, and key
+/// pointers (`jku`, `jwk`, `x5*`), `cty` (nested tokens), `b64` and the like change how a
+/// token would be read, which the backend never asks for. Destructured in full so that a
+/// parameter a new `jsonwebtoken` learns to parse must be decided here.
+fn only_expected_parameters(header: &Header) -> bool {
+    let Header {
+        typ: _,
+        alg: _,
+        kid: _,
+        cty,
+        jku,
+        jwk,
+        x5u,
+        x5c,
+        x5t,
+        x5t_s256,
+        crit,
+        enc,
+        zip,
+        url,
+        nonce,
+        extras,
+    } = header;
+    let keys = [jku, x5u, x5t, x5t_s256, url, nonce, cty];
+    keys.iter().all(|k| k.is_none())
+        && jwk.is_none()
+        && x5c.is_none()
+        && crit.is_none()
+        && enc.is_none()
+        && zip.is_none()
+        && extras.inner().is_empty()
+}
+
+/// The request's bearer token, from the `token` query parameter (the backend's links) or
+/// `Authorization: Bearer` (RFC 6750 §2.1, §2.3; handy for scripts). None when neither
+/// carries one (an empty token or another scheme, such as Basic, carries none). Clients
+/// MUST NOT use more than one method (§2): two different tokens, or more than one
+/// Authorization field, are [`AuthError::InvalidRequest`]; the same token twice is one.
+pub fn bearer_token(query: &str, headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+    let from_query = token_from_query(query).filter(|t| !t.is_empty());
+    let mut fields = headers.get_all(AUTHORIZATION).iter();
+    let from_header = match (fields.next(), fields.next()) {
+        (None, _) => None,
+        (Some(one), None) => bearer_credentials(one.to_str().map_err(|_| AuthError::InvalidRequest)?),
+        (Some(_), Some(_)) => return Err(AuthError::InvalidRequest),
+    };
+    match (from_query, from_header) {
+        (Some(q), Some(h)) if q != h => Err(AuthError::InvalidRequest),
+        (q, h) => Ok(q.or(h)),
+    }
+}
+
+/// The token of `Bearer <token>` (the scheme is case-insensitive, RFC 9110 §11.1).
+fn bearer_credentials(field: &str) -> Option<String> {
+    let (scheme, token) = field.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
 /// The `token` parameter of a raw query string, percent-decoded; the first one wins.

@@ -1,4 +1,4 @@
-//! `GET|HEAD /<archive path>?token=<JWT>`: authorise, find, open, answer (RFC 9110 ranges
+//! `GET|HEAD /<archive path>?token=<JWT>` (or `Authorization: Bearer`): authorise, find, open, answer (RFC 9110 ranges
 //! and conditionals). The token is checked first, so without one every path looks alike
 //! (401); with one, a path of another media looks exactly like a path that does not exist.
 
@@ -40,6 +40,7 @@ impl FileError {
     fn into_response(self) -> Response {
         let (status, message) = match &self {
             FileError::Method => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            FileError::Unauthorized(AuthError::InvalidRequest) => (StatusCode::BAD_REQUEST, "one token, sent one way"),
             FileError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "missing or invalid token"),
             FileError::NotFound => (StatusCode::NOT_FOUND, "not found"),
             FileError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable"),
@@ -51,11 +52,8 @@ impl FileError {
             FileError::Method => {
                 h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             }
-            FileError::Unauthorized(_) => {
-                h.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"r2-sync\", error=\"invalid_token\""),
-                );
+            FileError::Unauthorized(why) => {
+                h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge(&why)));
             }
             FileError::Unavailable(_) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
@@ -63,6 +61,15 @@ impl FileError {
             _ => {}
         }
         resp
+    }
+}
+
+/// RFC 6750 §3.1: no error code when the request carried no token at all.
+fn challenge(why: &AuthError) -> &'static str {
+    match why {
+        AuthError::Missing => "Bearer realm=\"r2-sync\"",
+        AuthError::InvalidRequest => "Bearer realm=\"r2-sync\", error=\"invalid_request\"",
+        _ => "Bearer realm=\"r2-sync\", error=\"invalid_token\"",
     }
 }
 
@@ -103,7 +110,7 @@ async fn serve(
     if method != Method::GET && method != Method::HEAD {
         return Err(FileError::Method);
     }
-    let token = auth::token_from_query(query).ok_or(AuthError::Missing)?;
+    let token = auth::bearer_token(query, req)?.ok_or(AuthError::Missing)?;
     let grant = shared.verifier.verify(&token)?;
     info.grant = Some(grant);
     let rel = request_path::decode(raw_path).ok_or(FileError::NotFound)?;

@@ -1,5 +1,5 @@
-//! Property tests over the hostile edges of the server: request paths, Range headers and
-//! tokens, fed arbitrary input. They must never panic and never let anything through that
+//! Property tests over the hostile edges of the server: request targets, request paths,
+//! Range headers and tokens, fed arbitrary input. They must never panic and never let anything through that
 //! the rules forbid.
 
 use std::path::Path;
@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use super::auth::{self, Grant, Verifier};
 use super::range::{self, RangeAnswer};
 use super::request_path;
+use super::request_target;
 use crate::archive;
 use crate::config::{Secret, ServerConfig};
 
@@ -46,6 +47,28 @@ fn hostile_path() -> impl Strategy<Value = String> {
     proptest::collection::vec(piece, 1..6).prop_map(|parts| format!("/{}", parts.join("/")))
 }
 
+/// Request targets of every RFC 9112 §3.2 form, plus anything at all.
+fn request_target() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("*".to_owned()),
+        "[a-z0-9.-]{0,20}:[0-9]{1,5}",
+        "(http|https|ftp)://[a-z0-9.-]{1,20}(:[0-9]{1,5})?(/[a-z0-9/%?=&.*-]{0,30})?",
+        "/[ -~]{0,40}",
+        "[*/:?@a-z0-9]{0,12}",
+        any::<String>(),
+    ]
+}
+
+fn method() -> impl Strategy<Value = http::Method> {
+    prop_oneof![
+        Just(http::Method::GET),
+        Just(http::Method::HEAD),
+        Just(http::Method::OPTIONS),
+        Just(http::Method::CONNECT),
+        "[A-Z]{1,10}".prop_map(|m| m.parse().unwrap()),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -55,6 +78,19 @@ proptest! {
             prop_assert!(archive::is_contained(Path::new(&path)), "{raw:?} -> {path:?}");
             prop_assert!(!path.split('/').any(|s| s.is_empty() || s.starts_with('.')), "{raw:?} -> {path:?}");
             prop_assert!(!path.chars().any(|c| c.is_control() || c == '\\'), "{raw:?} -> {path:?}");
+        }
+    }
+
+    /// What warp needs to route without panicking: a path-and-query. Only such targets
+    /// get past the check, and never with CONNECT.
+    #[test]
+    fn only_targets_with_a_path_reach_the_router(target in request_target(), method in method()) {
+        let Ok(uri) = target.parse::<http::Uri>() else { return Ok(()) };
+        let authority_form = uri.scheme().is_none() && uri.authority().is_some();
+        let req = http::Request::builder().method(method.clone()).uri(uri.clone()).body(()).unwrap();
+        if request_target::check(&req).is_ok() {
+            prop_assert!(uri.path_and_query().is_some(), "{method} {target:?}");
+            prop_assert!(method != http::Method::CONNECT && !authority_form && uri.path() != "*", "{method} {target:?}");
         }
     }
 

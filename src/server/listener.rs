@@ -6,12 +6,14 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -26,7 +28,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
 use super::access_log::{self, RequestLine};
-use super::Shared;
+use super::{request_target, Shared};
 
 pub(super) type Routes = BoxedFilter<(Response,)>;
 
@@ -107,7 +109,15 @@ async fn connection(
         let (log, metrics) = (log.clone(), metrics.clone());
         async move {
             let line = RequestLine::of(&req, peer);
-            let resp = svc.call(req).await?;
+            let resp = match request_target::check(&req) {
+                Err(refused) => super::refused(&refused),
+                // A panic in a handler is a bug, but the client still gets an answer and the
+                // connection's task lives on (the panic hook has logged it).
+                Ok(()) => match AssertUnwindSafe(svc.call(req)).catch_unwind().await {
+                    Ok(resp) => resp?,
+                    Err(_) => super::internal_error(),
+                },
+            };
             Ok::<_, Infallible>(access_log::wrap(resp, line, &log, &metrics))
         }
     });

@@ -3,8 +3,8 @@
 //! [`listener`] so that limits and a graceful drain can be set. [`serve`] binds and returns
 //! at once, so the same process can run the sync scheduler beside it on the same ledger.
 //!
-//! Layout: pure logic ([`auth`], `range`, `conditional`, `request_path`, `headers`) apart
-//! from I/O (`lookup`, `fs`, `files`, `health`, `listener`, `access_log`, [`commands`]).
+//! Layout: pure logic ([`auth`], `range`, `conditional`, `request_path`, `request_target`,
+//! `headers`) apart from I/O (`lookup`, `fs`, `files`, `health`, `listener`, `access_log`, [`commands`]).
 
 mod access_log;
 pub mod auth;
@@ -18,6 +18,7 @@ mod listener;
 mod lookup;
 mod range;
 mod request_path;
+mod request_target;
 
 #[cfg(test)]
 mod fuzz_tests;
@@ -296,13 +297,35 @@ fn only_get(m: &Method) -> Option<Response> {
     if m == Method::GET || m == Method::HEAD {
         return None;
     }
+    Some(method_not_allowed())
+}
+
+/// The answer to a request refused before routing: its target or its `Host` ([`request_target`]).
+fn refused(e: &request_target::TargetError) -> Response {
+    let resp = match e.is_method() {
+        true => method_not_allowed(),
+        false => json(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": "bad request" })),
+    };
+    tag(HttpRoute::Other)(resp)
+}
+
+/// The answer when a handler panicked.
+fn internal_error() -> Response {
+    let resp = json(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &serde_json::json!({ "error": "internal error" }),
+    );
+    tag(HttpRoute::Other)(resp)
+}
+
+fn method_not_allowed() -> Response {
     let mut resp = json(
         StatusCode::METHOD_NOT_ALLOWED,
         &serde_json::json!({ "error": "method not allowed" }),
     );
     resp.headers_mut()
         .insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
-    Some(resp)
+    resp
 }
 
 fn json(status: StatusCode, body: &serde_json::Value) -> Response {

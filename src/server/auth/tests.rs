@@ -157,3 +157,74 @@ fn the_token_parameter_is_found_in_any_position() {
     assert_eq!(token_from_query("tokens=1&xtoken=2"), None);
     assert_eq!(token_from_query(""), None);
 }
+
+#[test]
+fn header_parameters_we_do_not_expect_are_refused() {
+    let v = Verifier::new(&config(None, None));
+    let claims = json!({"media_id": 1, "exp": in_(3600)});
+    let signed = |edit: &dyn Fn(&mut Header)| {
+        let mut header = Header::new(Algorithm::HS256);
+        edit(&mut header);
+        encode(&header, &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    };
+    let refused = Err(AuthError::UnexpectedHeader);
+    // RFC 7515 §4.1.11: an extension in `crit` we do not understand makes the JWS invalid.
+    let crit = signed(&|h| {
+        h.crit = Some(vec!["x-ext".into()]);
+        h.extras.insert("x-ext", true);
+    });
+    assert_eq!(v.verify(&crit), refused, "crit");
+    assert_eq!(
+        v.verify(&signed(&|h| h.crit = Some(vec!["exp".into()]))),
+        refused,
+        "crit exp"
+    );
+    assert_eq!(
+        v.verify(&signed(&|h| h.jku = Some("https://evil.example/k".into()))),
+        refused,
+        "jku"
+    );
+    assert_eq!(
+        v.verify(&signed(&|h| h.x5u = Some("https://evil.example/c".into()))),
+        refused,
+        "x5u"
+    );
+    assert_eq!(
+        v.verify(&signed(&|h| h.cty = Some("JWT".into()))),
+        refused,
+        "cty (nested JWT)"
+    );
+    assert_eq!(v.verify(&signed(&|h| h.extras.insert("b64", false))), refused, "b64");
+    assert_eq!(AuthError::UnexpectedHeader.reason(), "unexpected_header");
+    // What backends' libraries send: alg, typ, and sometimes a key id.
+    assert!(v.verify(&signed(&|h| h.kid = Some("k1".into()))).is_ok(), "kid");
+    assert!(v.verify(&signed(&|h| h.typ = None)).is_ok(), "no typ");
+}
+
+#[test]
+fn the_bearer_token_comes_from_the_query_or_the_header_never_two() {
+    let headers = |values: &[&str]| {
+        let mut h = http::HeaderMap::new();
+        for v in values {
+            h.append(http::header::AUTHORIZATION, v.parse().unwrap());
+        }
+        h
+    };
+    let t = |s: &str| Ok(Some(s.to_owned()));
+    assert_eq!(bearer_token("token=a", &headers(&[])), t("a"));
+    assert_eq!(bearer_token("", &headers(&["Bearer a"])), t("a"));
+    assert_eq!(bearer_token("", &headers(&["BEARER   a "])), t("a"));
+    assert_eq!(bearer_token("token=a", &headers(&["Bearer a"])), t("a"));
+    assert_eq!(bearer_token("token=a", &headers(&["Basic a"])), t("a"));
+    for none in [&[][..], &["Basic dTpw"], &["Bearer"], &["Bearer  "]] {
+        assert_eq!(bearer_token("token=", &headers(none)), Ok(None), "{none:?}");
+    }
+    assert_eq!(
+        bearer_token("token=a", &headers(&["Bearer b"])),
+        Err(AuthError::InvalidRequest)
+    );
+    assert_eq!(
+        bearer_token("", &headers(&["Bearer a", "Bearer a"])),
+        Err(AuthError::InvalidRequest)
+    );
+}
