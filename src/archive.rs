@@ -150,7 +150,9 @@ fn create_dirs_durably(dir: &Path) -> Result<(), ArchiveError> {
     }
     match std::fs::create_dir(dir) {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        // Made by a placement racing this one, which may not have fsynced the parent yet:
+        // fsync it here too, so this file is not recorded on a directory a power cut loses.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(ArchiveError::io("create directory", dir)(e)),
     }
     if let Some(parent) = dir.parent() {
@@ -281,8 +283,10 @@ pub fn move_into(
         }
         Durability::Caller => {
             // The month's directory exists for all but its first file: made when missing.
+            // Not looked at after the failed rename: another placement may have made it in
+            // between, and the rename must then simply run again.
             match rename_new(temp, &dest) {
-                Err(ArchiveError::Io { source, .. }) if source.kind() == ErrorKind::NotFound && !dir.is_dir() => {
+                Err(ArchiveError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
                     create_dirs_durably(dir)?;
                     rename_new(temp, &dest)?;
                 }
@@ -499,6 +503,33 @@ mod tests {
         )
         .is_err());
         assert!(!root.path().join(sidecar_path(missing)).exists());
+    }
+
+    #[test]
+    fn placements_racing_into_a_new_month_directory_all_land() {
+        // The first files of a month race to create its directory; none may fail because
+        // another one created it between its rename and its look at the directory.
+        const THREADS: usize = 8;
+        for round in 0..200 {
+            let root = tempfile::tempdir().unwrap();
+            let start = std::sync::Arc::new(std::sync::Barrier::new(THREADS));
+            let placing: Vec<_> = (0..THREADS)
+                .map(|i| {
+                    let (root, start) = (root.path().to_path_buf(), start.clone());
+                    std::thread::spawn(move || {
+                        let tmp = root.join(format!("t{i}"));
+                        std::fs::write(&tmp, "body").unwrap();
+                        let rel = PathBuf::from(format!("2026/{:02}/{i}-a.mp4", round % 12 + 1));
+                        start.wait();
+                        move_into(&root, &tmp, &rel, b"{}", Durability::Caller)
+                    })
+                })
+                .collect();
+            for (i, placed) in placing.into_iter().enumerate() {
+                let placed = placed.join().unwrap();
+                assert!(placed.is_ok(), "round {round}, file {i}: {placed:?}");
+            }
+        }
     }
 
     #[test]
