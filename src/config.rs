@@ -289,13 +289,35 @@ fn parse_schedule(vars: &Vars) -> Result<Schedule, ConfigError> {
 /// fields (with seconds, optional year).
 pub fn parse_cron(expr: &str) -> Result<cron::Schedule, ConfigError> {
     let fields = expr.split_whitespace().count();
-    let full = if fields == 5 {
-        format!("0 {expr}")
-    } else {
-        expr.to_owned()
+    let full = match fields {
+        5 => format!("0 {expr}"),
+        6 | 7 => expr.to_owned(),
+        _ => {
+            return Err(ConfigError::new(
+                "SYNC_CRON",
+                format!(
+                    "expected 5 fields (minute hour day month weekday, e.g. 0 */2 * * *), got {fields} in {expr:?}"
+                ),
+            ))
+        }
     };
-    cron::Schedule::from_str(&full)
-        .map_err(|e| ConfigError::new("SYNC_CRON", format!("invalid cron expression {expr:?}: {e}")))
+    cron::Schedule::from_str(&full).map_err(|e| {
+        ConfigError::new(
+            "SYNC_CRON",
+            format!("invalid cron expression {expr:?}: {}", one_line(&e.to_string())),
+        )
+    })
+}
+
+/// The `cron` crate's errors quote the input and point at it with `^` on lines of their own;
+/// a configuration error is one line.
+fn one_line(message: &str) -> String {
+    let parts: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^' || c == ' '))
+        .collect();
+    parts.join("; ")
 }
 
 fn parse_secret(vars: &Vars) -> Result<Secret, ConfigError> {
@@ -307,6 +329,25 @@ fn parse_secret(vars: &Vars) -> Result<Secret, ConfigError> {
         ));
     }
     Ok(Secret::new(secret))
+}
+
+/// A value left as the example files ship it (`CHANGE_ME_...` in `.env.example`, `<...>` in
+/// the README): an unedited `.env` would otherwise sign links with a secret published in the
+/// repository, or connect to a host called `<postgres-host>`.
+fn is_placeholder(value: &str) -> bool {
+    let upper = value.to_ascii_uppercase();
+    let angled = value.find('<').is_some_and(|open| value[open..].contains('>'));
+    upper.starts_with("CHANGE_ME") || upper.starts_with("CHANGEME") || angled
+}
+
+fn refuse_placeholders(vars: &Vars) -> Result<(), ConfigError> {
+    match SETTINGS.iter().find(|var| vars.get(var).is_some_and(is_placeholder)) {
+        Some(var) => Err(ConfigError::new(
+            var,
+            "still holds the example's placeholder value; set the real value (see the README's configuration table)",
+        )),
+        None => Ok(()),
+    }
 }
 
 fn parse_endpoint(vars: &Vars) -> Result<String, ConfigError> {
@@ -328,6 +369,7 @@ impl Config {
 
     pub fn from_vars(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let vars = Vars(map);
+        refuse_placeholders(&vars)?;
         let password = vars.get("DB_PASSWORD").or_else(|| vars.get("DB_PASS")).unwrap_or("");
         let db = DbConfig {
             host: vars.required("DB_HOST")?,

@@ -12,6 +12,13 @@ async fn malformed_or_missing_settings_exit_2_with_one_line_naming_the_variable(
         ("SYNC_INTERVAL", Some("whenever"), "SYNC_INTERVAL"),
         ("R2_BUCKET", None, "R2_BUCKET"),
         ("UNRAID_TUNNEL_SECRET", Some("too-short"), "UNRAID_TUNNEL_SECRET"),
+        (
+            "UNRAID_TUNNEL_SECRET",
+            Some("CHANGE_ME_too-short-to-matter-but-43-bytes-long"),
+            "UNRAID_TUNNEL_SECRET",
+        ),
+        ("R2_SECRET_KEY", Some("CHANGE_ME_too-short"), "R2_SECRET_KEY"),
+        ("SYNC_CRON", Some("bad"), "SYNC_CRON"),
     ] {
         let mut cmd = rig.command(&["check"]);
         match value {

@@ -161,3 +161,36 @@ fn secrets_never_appear_in_debug_output() {
     assert!(dump.contains("[redacted]"));
     assert!(dump.contains("AKID"), "non-secret values stay visible");
 }
+
+#[test]
+fn placeholder_values_from_the_examples_are_refused_by_name_without_echoing_them() {
+    let cases = [
+        ("UNRAID_TUNNEL_SECRET", "CHANGE_ME_to_openssl_rand_hex_32_output_0123"),
+        ("R2_SECRET_KEY", "change_me"),
+        ("R2_ACCESS_KEY", "ChangeMe-access-key"),
+        ("DB_PASSWORD", "CHANGE_ME_db_password"),
+        ("DB_PASS", "<password>"),
+        ("DB_HOST", "<postgres-host>"),
+        ("R2_ENDPOINT", "https://<account-id>.r2.cloudflarestorage.com"),
+    ];
+    for (var, value) in cases {
+        let e = err(&with(&[(var, value)]));
+        assert_eq!(e.var, var, "{value}");
+        assert!(e.problem.contains("placeholder"), "{e}");
+        assert!(!e.to_string().contains(value), "the value is not echoed: {e}");
+    }
+    // Real values that merely contain the words are fine.
+    let ok = with(&[("DB_PASSWORD", "please-change-me-later"), ("R2_BUCKET", "a>b<c")]);
+    assert!(Config::from_vars(&ok).is_ok());
+}
+
+#[test]
+fn a_bad_cron_expression_is_one_line_saying_what_is_wrong() {
+    let e = err(&with(&[("SYNC_CRON", "bad")]));
+    assert_eq!(e.var, "SYNC_CRON");
+    assert!(e.problem.contains("expected 5 fields"), "{e}");
+    let e = err(&with(&[("SYNC_CRON", "0 99 * * *")]));
+    assert_eq!(e.var, "SYNC_CRON");
+    assert_eq!(e.to_string().lines().count(), 1, "{e}");
+    assert!(e.problem.contains("0 99 * * *"), "{e}");
+}
