@@ -262,7 +262,7 @@ fn parse_sslmode(raw: &str) -> Result<SslMode, ConfigError> {
     }
 }
 
-fn parse_log_level(raw: &str) -> Result<LogLevel, ConfigError> {
+pub(crate) fn parse_log_level(raw: &str) -> Result<LogLevel, ConfigError> {
     match raw.to_ascii_lowercase().as_str() {
         "error" => Ok(LogLevel::Error),
         "warn" | "warning" => Ok(LogLevel::Warn),

@@ -26,10 +26,37 @@ fn slog_level(level: LogLevel) -> Level {
     }
 }
 
+/// `level` as `LOG_LEVEL` spells it (slog's own names are upper-case and abbreviated):
+/// one spelling in the settings, the logs and the filters written against them.
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Critical => "critical",
+        Level::Error => "error",
+        Level::Warning => "warn",
+        Level::Info => "info",
+        Level::Debug => "debug",
+        Level::Trace => "trace",
+    }
+}
+
+/// JSON lines with `ts` (RFC 3339, UTC), `level` and `msg` first.
+fn json_drain<W: std::io::Write>(out: W) -> slog_json::Json<W> {
+    use slog::{FnValue, PushFnValue, Record};
+    slog_json::Json::new(out)
+        .add_key_value(o!(
+            "ts" => FnValue(|_: &Record| {
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            }),
+            "level" => FnValue(|record: &Record| level_name(record.level())),
+            "msg" => PushFnValue(|record: &Record, ser| ser.emit(record.msg())),
+        ))
+        .build()
+}
+
 /// The root logger. Writes synchronously (stdout is line-buffered), so the last lines before
 /// a crash are not lost in a queue.
 pub fn root(level: LogLevel) -> Logger {
-    let json = slog_json::Json::new(std::io::stdout()).add_default_keys().build();
+    let json = json_drain(std::io::stdout());
     let drain = LevelFilter::new(Mutex::new(json).fuse(), slog_level(level)).fuse();
     Logger::root(drain, o!("version" => env!("CARGO_PKG_VERSION")))
 }
@@ -79,7 +106,7 @@ mod tests {
     #[test]
     fn a_panic_is_logged_as_one_json_line() {
         let buffer = Buffer::default();
-        let json = slog_json::Json::new(buffer.clone()).add_default_keys().build();
+        let json = super::json_drain(buffer.clone());
         super::log_panics(Logger::root(Mutex::new(json).fuse(), o!()));
         let joined = std::thread::Builder::new()
             .name("doomed".into())
@@ -93,11 +120,37 @@ mod tests {
         assert_eq!(lines.len(), 1, "{text}");
         let line: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
         assert_eq!(line["msg"], "panic");
+        assert_eq!(line["level"], "critical");
         assert_eq!(line["error"], "static str is not valid path");
         assert_eq!(line["thread"], "doomed");
         assert!(
             line["location"].as_str().unwrap().starts_with("src/logging.rs:"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn levels_are_spelled_as_log_level_takes_them() {
+        let buffer = Buffer::default();
+        let log = Logger::root(Mutex::new(super::json_drain(buffer.clone())).fuse(), o!());
+        slog::error!(log, "e");
+        slog::warn!(log, "w");
+        slog::info!(log, "i");
+        slog::debug!(log, "d");
+        slog::trace!(log, "t");
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let levels: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .inspect(|line| {
+                let ts = line["ts"].as_str().unwrap();
+                assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{line}");
+            })
+            .map(|line| line["level"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(levels, ["error", "warn", "info", "debug", "trace"]);
+        for level in &levels {
+            assert!(crate::config::parse_log_level(level).is_ok(), "{level}");
+        }
     }
 }
