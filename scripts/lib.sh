@@ -25,9 +25,24 @@ need_postgres() {
         pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
     fi
     for _ in $(seq 1 30); do
-        pg_isready -q -h 127.0.0.1 -p 5432 && return 0
+        pg_isready -q -h 127.0.0.1 -p 5432 && { need_password_auth; return; }
         sleep 1
     done
     echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2
     return 1
+}
+
+# Tests of what a real install meets (tests/grants.rs) log in over TCP as members of the group
+# r2sync_password_auth, which must give a password; everyone else keeps the cluster's trust.
+# pg_hba.conf takes the first matching line, so this one goes first.
+need_password_auth() {
+    local line="host all +r2sync_password_auth 127.0.0.1/32 scram-sha-256"
+    local hba
+    hba="/etc/postgresql/$(ls /etc/postgresql | head -n1)/main/pg_hba.conf"
+    psql -q -h 127.0.0.1 -U postgres -d postgres -v ON_ERROR_STOP=1 -c \
+        "DO \$\$ BEGIN CREATE ROLE r2sync_password_auth NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$"
+    if ! grep -qxF "$line" "$hba"; then
+        sed -i "1i $line" "$hba"
+        psql -q -h 127.0.0.1 -U postgres -d postgres -c "SELECT pg_reload_conf()" >/dev/null
+    fi
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::db::grants::{self, Needed};
 use crate::db::Db;
 use crate::storage::Storage;
 
@@ -55,6 +56,25 @@ pub async fn postgres(db: &Db) -> CheckResult {
             "no TLS"
         };
         Ok(format!("SELECT 1 ok ({tls})"))
+    })
+    .await
+}
+
+/// Every privilege a pass needs; when one is missing, the `GRANT`s that give them.
+pub async fn privileges(db: &Db) -> CheckResult {
+    timed("privileges", async {
+        let held = db.privileges().await.map_err(|e| e.to_string())?;
+        let missing: Vec<&Needed> = held.iter().filter(|(_, has)| !has).map(|(n, _)| n).collect();
+        if missing.is_empty() {
+            let all: Vec<String> = held.iter().map(|(n, _)| n.to_string()).collect();
+            return Ok(format!("{} held", all.join(", ")));
+        }
+        let what: Vec<String> = missing.iter().map(|n| format!("{n} (to {})", n.why)).collect();
+        let grants = grants::grant_statements(&missing, db.role()).join(" ");
+        Err(format!(
+            "missing {}; run as the tables' owner: {grants}",
+            what.join(", ")
+        ))
     })
     .await
 }
@@ -122,12 +142,13 @@ fn free_bytes(dir: &Path) -> Option<u64> {
 
 /// All checks of `r2-sync check`, in order.
 pub async fn all(cfg: &Config, db: &Db, storage: &Storage) -> Vec<CheckResult> {
-    let (pg, s3, ff, archive, state) = tokio::join!(
+    let (pg, privileges, s3, ff, archive, state) = tokio::join!(
         postgres(db),
+        privileges(db),
         bucket(storage),
         ffprobe(&cfg.sync.ffprobe_path),
         directory("archive", cfg.target_dir()),
         directory("state", &cfg.state_dir),
     );
-    vec![pg, s3, ff, archive, state]
+    vec![pg, privileges, s3, ff, archive, state]
 }

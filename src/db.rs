@@ -9,6 +9,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::future::try_join_all;
 use serde_json::Value;
 use thiserror::Error;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
@@ -16,6 +17,7 @@ use crate::coalesce::Coalescer;
 use crate::config::{DbConfig, SslMode};
 use crate::storage::{KeyError, ObjectKey};
 
+pub mod grants;
 mod tls;
 
 /// The backend's names (shared/contract.md, "assumed"). A backend that differs changes them
@@ -39,12 +41,32 @@ pub enum DbError {
     Setup(String),
     #[error("database unreachable: {0}")]
     Unreachable(String),
+    /// PostgreSQL answered and would not let this user in (wrong password, no such database
+    /// or user, pg_hba.conf): its own words, and what was tried.
+    #[error("{target} refused the connection: {words}")]
+    Refused { target: String, words: String },
     #[error("database query {what} failed: {}", server_words(source))]
     Query {
         what: &'static str,
         #[source]
         source: tokio_postgres::Error,
     },
+    /// The user lacks a privilege a pass needs; `grant` is the statement that gives it.
+    #[error("database refused {what}: {words}{}", grant_hint(grant))]
+    Denied {
+        what: &'static str,
+        words: String,
+        grant: Option<String>,
+    },
+}
+
+fn grant_hint(grant: &Option<String>) -> String {
+    match grant {
+        Some(grant) => {
+            format!("; a missing grant: run `{grant}` as the tables' owner (`r2-sync check` lists every one)")
+        }
+        None => "; `r2-sync check` lists the grants a pass needs".to_owned(),
+    }
 }
 
 /// What PostgreSQL itself said (message, detail, hint, SQLSTATE), or the driver's error
@@ -70,18 +92,37 @@ pub fn server_words(e: &tokio_postgres::Error) -> String {
 }
 
 impl DbError {
+    /// A few words on what went wrong, for a log line's message.
+    pub fn summary(&self) -> &'static str {
+        match self {
+            DbError::Setup(_) => "database settings invalid",
+            DbError::Unreachable(_) => "database unreachable",
+            DbError::Refused { .. } => "database refused the connection",
+            DbError::Query { .. } => "database refused the statement",
+            DbError::Denied { .. } => "permission denied: a grant is missing",
+        }
+    }
+
     /// A connection problem (retry later) rather than a query the server refused.
     pub fn is_transient(&self) -> bool {
         match self {
             DbError::Unreachable(_) => true,
             DbError::Query { source, .. } => source.is_closed() || source.code().is_none(),
-            DbError::Setup(_) => false,
+            DbError::Setup(_) | DbError::Refused { .. } | DbError::Denied { .. } => false,
         }
     }
 }
 
-fn query(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DbError {
-    move |source| DbError::Query { what, source }
+/// A statement's error: a refused privilege names the `GRANT` that gives it to `role`.
+fn query_as<'a>(role: &'a str, what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DbError + 'a {
+    move |source| match source.as_db_error() {
+        Some(db) if *db.code() == SqlState::INSUFFICIENT_PRIVILEGE => DbError::Denied {
+            what,
+            words: server_words(&source),
+            grant: grants::for_denial(db.message(), what, role),
+        },
+        _ => DbError::Query { what, source },
+    }
 }
 
 /// One media row, as far as r2-sync cares. Text fields are untrusted.
@@ -197,6 +238,10 @@ pub enum Outcome {
 pub struct Db {
     pool: Pool,
     owner: String,
+    /// DB_USER, the role grants are for.
+    role: String,
+    /// What connections are made to, for errors: `PostgreSQL at host:port (database, user)`.
+    target: String,
     records: Arc<Coalescer<ArchivedRecord, Result<Outcome, DbError>>>,
     reads: Arc<Coalescer<i64, Result<Option<MediaRow>, DbError>>>,
 }
@@ -261,13 +306,43 @@ impl Db {
         Ok(Self {
             pool,
             owner: owner.into(),
+            role: cfg.user.clone(),
+            target: format!(
+                "PostgreSQL at {}:{} (database {}, user {})",
+                cfg.host, cfg.port, cfg.name, cfg.user
+            ),
             records: Arc::default(),
             reads: Arc::default(),
         })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
-        self.pool.get().await.map_err(|e| DbError::Unreachable(e.to_string()))
+        self.pool.get().await.map_err(|e| self.connect_error(e))
+    }
+
+    /// A failed connection as the operator needs it: what was tried, and the server's own
+    /// words or the network's (refused, no route, unknown host) instead of "db error".
+    fn connect_error(&self, e: deadpool_postgres::PoolError) -> DbError {
+        use deadpool_postgres::{PoolError, TimeoutType};
+        let target = self.target.clone();
+        match e {
+            PoolError::Backend(e) if e.as_db_error().is_some() => DbError::Refused {
+                target,
+                words: server_words(&e),
+            },
+            PoolError::Backend(e) => DbError::Unreachable(format!("{target}: {}", server_words(&e))),
+            PoolError::Timeout(TimeoutType::Wait) => {
+                DbError::Unreachable(format!("{target}: every connection busy for 10 s"))
+            }
+            PoolError::Timeout(_) => DbError::Unreachable(format!(
+                "{target}: no answer within 5 s (is the host up, and the port open to this container?)"
+            )),
+            other => DbError::Unreachable(format!("{target}: {other}")),
+        }
+    }
+
+    fn query(&self, what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DbError + '_ {
+        query_as(&self.role, what)
     }
 
     pub async fn ping(&self) -> Result<(), DbError> {
@@ -275,7 +350,7 @@ impl Db {
             .await?
             .simple_query("SELECT 1")
             .await
-            .map_err(query("SELECT 1"))?;
+            .map_err(self.query("SELECT 1"))?;
         Ok(())
     }
 
@@ -286,8 +361,50 @@ impl Db {
             .await?
             .query_opt("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
             .await
-            .map_err(query("read pg_stat_ssl"))?;
+            .map_err(self.query("read pg_stat_ssl"))?;
         Ok(row.is_some_and(|r| r.get::<_, bool>(0)))
+    }
+
+    /// Every privilege a pass needs, and whether this user holds it (PostgreSQL's
+    /// `has_*_privilege`, which count grants through roles and PUBLIC as a pass would).
+    pub async fn privileges(&self) -> Result<Vec<(grants::Needed, bool)>, DbError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT current_schema()::text, pg_get_serial_sequence('audit_logs', 'id'), \
+                 to_regclass($1) IS NOT NULL",
+                &[&names::LEASES],
+            )
+            .await
+            .map_err(self.query("read the schema's layout"))?;
+        let schema: String = row.get(0);
+        let sequence: Option<String> = row.get(1);
+        let layout = grants::Layout {
+            audit_sequence: sequence.map(|s| s.strip_prefix(&format!("{schema}.")).map_or(s.clone(), str::to_owned)),
+            schema,
+            lease_table_exists: row.get(2),
+        };
+        let mut held = Vec::new();
+        for needed in grants::needed(&layout) {
+            let function = match needed.on {
+                grants::On::Table => "has_table_privilege",
+                grants::On::Sequence => "has_sequence_privilege",
+                grants::On::Schema => "has_schema_privilege",
+            };
+            let sql = format!("SELECT {function}($1, $2)");
+            let has: bool = client
+                .query_one(&sql, &[&needed.object, &needed.privilege])
+                .await
+                .map_err(self.query("read privileges"))?
+                .get(0);
+            held.push((needed, has));
+        }
+        Ok(held)
+    }
+
+    /// DB_USER, the role grants name.
+    pub fn role(&self) -> &str {
+        &self.role
     }
 
     /// Creates r2-sync's lease table when missing.
@@ -301,7 +418,7 @@ impl Db {
             .await?
             .batch_execute(&sql)
             .await
-            .map_err(query("create lease table"))
+            .map_err(self.query("create lease table"))
     }
 
     /// Claims up to `limit` approved rows, oldest approval first, that no other live instance
@@ -341,7 +458,7 @@ impl Db {
                 ],
             )
             .await
-            .map_err(query("claim"))?;
+            .map_err(self.query("claim"))?;
         Ok(rows.iter().map(MediaRow::from_row).collect())
     }
 
@@ -356,7 +473,7 @@ impl Db {
             .await?
             .query(&sql, &[&names::STATUS_APPROVED, &i64::from(limit)])
             .await
-            .map_err(query("list approved"))?;
+            .map_err(self.query("list approved"))?;
         Ok(rows.iter().map(MediaRow::from_row).collect())
     }
 
@@ -370,7 +487,7 @@ impl Db {
             .await?
             .execute(&sql, &[&self.owner, &ids, &lease.as_secs_f64()])
             .await
-            .map_err(query("renew"))?;
+            .map_err(self.query("renew"))?;
         Ok(())
     }
 
@@ -387,7 +504,7 @@ impl Db {
             .await?
             .execute(&sql, &[&ids, &self.owner])
             .await
-            .map_err(query("release"))?;
+            .map_err(self.query("release"))?;
         Ok(())
     }
 
@@ -415,8 +532,11 @@ impl Db {
         let sql = format!("SELECT {MEDIA_COLUMNS} FROM media WHERE id = ANY($1)");
         let client = self.client().await?;
         // Statements run per file are prepared once per connection: one round trip each.
-        let statement = client.prepare_cached(&sql).await.map_err(query("read rows"))?;
-        let rows = client.query(&statement, &[&ids]).await.map_err(query("read rows"))?;
+        let statement = client.prepare_cached(&sql).await.map_err(self.query("read rows"))?;
+        let rows = client
+            .query(&statement, &[&ids])
+            .await
+            .map_err(self.query("read rows"))?;
         Ok(rows.iter().map(MediaRow::from_row).collect())
     }
 
@@ -451,14 +571,14 @@ impl Db {
 
     async fn record_archived_txn(&self, records: &[ArchivedRecord]) -> Result<Vec<Outcome>, DbError> {
         let mut client = self.client().await?;
-        let txn = client.transaction().await.map_err(query("begin"))?;
+        let txn = client.transaction().await.map_err(self.query("begin"))?;
         let mark = txn
             .prepare_cached(
                 "UPDATE media SET status = $2, storage_location = $3, archive_path = $4, archived_at = now(), \
                  updated_at = now() WHERE id = $1 AND status = $5 AND deleted_at IS NULL",
             )
             .await
-            .map_err(query("mark archived"))?;
+            .map_err(self.query("mark archived"))?;
         // The statements of a batch are sent together (pipelined on the connection), not one
         // round trip each.
         let (txn_ref, mark) = (&txn, &mark);
@@ -473,37 +593,38 @@ impl Db {
             txn_ref.execute(mark, &params).await
         }))
         .await
-        .map_err(query("mark archived"))?;
+        .map_err(self.query("mark archived"))?;
         let audits = records.iter().zip(&moved).filter(|(_, n)| **n > 0);
-        try_join_all(audits.map(|(r, _)| insert_audit(&txn, r.id, names::AUDIT_ARCHIVED, &r.details))).await?;
+        try_join_all(audits.map(|(r, _)| insert_audit(&txn, &self.role, r.id, names::AUDIT_ARCHIVED, &r.details)))
+            .await?;
         let mut outcomes = Vec::with_capacity(records.len());
         for (record, n) in records.iter().zip(moved) {
             outcomes.push(if n > 0 {
                 Outcome::Applied
             } else {
-                not_moved(&txn, record.id, &record.archive_path).await?
+                not_moved(&txn, &self.role, record.id, &record.archive_path).await?
             });
         }
-        txn.commit().await.map_err(query("commit archived"))?;
+        txn.commit().await.map_err(self.query("commit archived"))?;
         Ok(outcomes)
     }
 
     /// approved → failed, plus one `media.sync_failed` audit row with the reason.
     pub async fn record_failed(&self, id: i64, details: &Value) -> Result<Outcome, DbError> {
         let mut client = self.client().await?;
-        let txn = client.transaction().await.map_err(query("begin"))?;
+        let txn = client.transaction().await.map_err(self.query("begin"))?;
         let moved = txn
             .execute(
                 "UPDATE media SET status = $2, updated_at = now() WHERE id = $1 AND status = $3 AND deleted_at IS NULL",
                 &[&id, &names::STATUS_FAILED, &names::STATUS_APPROVED],
             )
             .await
-            .map_err(query("mark failed"))?;
+            .map_err(self.query("mark failed"))?;
         if moved == 0 {
             let status: Option<String> = txn
                 .query_opt("SELECT status FROM media WHERE id = $1", &[&id])
                 .await
-                .map_err(query("read status"))?
+                .map_err(self.query("read status"))?
                 .map(|r| r.get(0));
             let replay = status.as_deref() == Some(names::STATUS_FAILED);
             return Ok(if replay {
@@ -512,8 +633,8 @@ impl Db {
                 Outcome::NotApproved { status }
             });
         }
-        insert_audit(&txn, id, names::AUDIT_FAILED, details).await?;
-        txn.commit().await.map_err(query("commit failed"))?;
+        insert_audit(&txn, &self.role, id, names::AUDIT_FAILED, details).await?;
+        txn.commit().await.map_err(self.query("commit failed"))?;
         Ok(Outcome::Applied)
     }
 
@@ -527,14 +648,19 @@ impl Db {
             .await?
             .query_opt(&sql, &[&archive_path, &names::STATUS_ARCHIVED])
             .await
-            .map_err(query("find archived path"))?;
+            .map_err(self.query("find archived path"))?;
         Ok(row.as_ref().map(MediaRow::from_row))
     }
 }
 
 /// Why a row did not move to archived: this very change was applied before, or the row is
 /// no longer approved.
-async fn not_moved(txn: &deadpool_postgres::Transaction<'_>, id: i64, archive_path: &str) -> Result<Outcome, DbError> {
+async fn not_moved(
+    txn: &deadpool_postgres::Transaction<'_>,
+    role: &str,
+    id: i64,
+    archive_path: &str,
+) -> Result<Outcome, DbError> {
     let current = txn
         .query_opt(
             concat!(
@@ -547,7 +673,7 @@ async fn not_moved(txn: &deadpool_postgres::Transaction<'_>, id: i64, archive_pa
             &[&id],
         )
         .await
-        .map_err(query("read status"))?;
+        .map_err(query_as(role, "read status"))?;
     let status: Option<String> = current.as_ref().and_then(|r| opt_text(r, "status"));
     let path: Option<String> = current.as_ref().and_then(|r| opt_text(r, "archive_path"));
     let replay = status.as_deref() == Some(names::STATUS_ARCHIVED) && path.as_deref() == Some(archive_path);
@@ -560,6 +686,7 @@ async fn not_moved(txn: &deadpool_postgres::Transaction<'_>, id: i64, archive_pa
 
 async fn insert_audit(
     txn: &deadpool_postgres::Transaction<'_>,
+    role: &str,
     id: i64,
     action: &str,
     details: &Value,
@@ -570,9 +697,9 @@ async fn insert_audit(
              VALUES (now(), NULL, $1, $2, $3, $4)",
         )
         .await
-        .map_err(query("insert audit row"))?;
+        .map_err(query_as(role, "insert audit row"))?;
     txn.execute(&insert, &[&action, &names::ENTITY_MEDIA, &id, details])
         .await
-        .map_err(query("insert audit row"))?;
+        .map_err(query_as(role, "insert audit row"))?;
     Ok(())
 }

@@ -39,7 +39,8 @@ impl Syncer {
         stored(self.ledger.commit_later(entry), stage, log);
     }
 
-    /// Archived → Recorded (or Abandoned). False when PostgreSQL could not be reached.
+    /// Archived → Recorded (or Abandoned). False when PostgreSQL could not be reached or
+    /// refused the write (the record stays owed).
     pub(super) async fn record(&self, entry: &mut Entry, log: &Logger) -> bool {
         let path = entry.archive_path.clone().unwrap_or_default();
         match self
@@ -66,7 +67,7 @@ impl Syncer {
                 true
             }
             Err(e) => {
-                warn!(log, "record owed: database unreachable"; "stage" => "archived", "error" => %e);
+                warn!(log, "record owed: {}", e.summary(); "stage" => "archived", "error" => %e);
                 false
             }
         }
@@ -118,7 +119,7 @@ impl Syncer {
                 true
             }
             Err(e) => {
-                warn!(log, "failure record owed: database unreachable"; "stage" => "fail_pending", "error" => %e);
+                warn!(log, "failure record owed: {}", e.summary(); "stage" => "fail_pending", "error" => %e);
                 false
             }
         }

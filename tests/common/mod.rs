@@ -6,6 +6,7 @@
 pub mod invariants;
 pub mod media;
 pub mod proxy;
+pub mod role;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
