@@ -1,4 +1,4 @@
-.PHONY: demo test bench lint-docker
+.PHONY: demo test bench lint-docker icon
 
 # The one-command demo (see README).
 demo:
@@ -13,3 +13,7 @@ bench:
 
 lint-docker:
 	./scripts/lint-docker.sh
+
+# The Unraid template's icon (docs/icon.png), drawn by a standard-library script.
+icon:
+	python3 scripts/make-icon.py

@@ -18,7 +18,6 @@ const REQUIRED: &[&str] = &[
     "DB_HOST",
     "DB_NAME",
     "DB_USER",
-    "DB_PASSWORD",
     "R2_ENDPOINT",
     "R2_ACCESS_KEY",
     "R2_SECRET_KEY",
@@ -68,6 +67,17 @@ struct Entry {
     display: String,
     required: String,
     mask: String,
+}
+
+impl Entry {
+    /// Unraid shows `Default="a|b|c"` as a dropdown whose first option is the default.
+    fn options(&self) -> Vec<&str> {
+        self.default.split('|').collect()
+    }
+
+    fn default_value(&self) -> &str {
+        self.options()[0]
+    }
 }
 
 struct Template {
@@ -163,8 +173,10 @@ fn template_configs_are_complete() {
     let template = Template::load();
     assert_eq!(template.field("Name"), "r2-sync");
     assert_eq!(template.field("Repository"), "ghcr.io/r2-sync/r2-sync:latest");
-    assert_eq!(template.field("WebUI"), "http://[IP]:[PORT:8081]/health");
-    for tag in ["Registry", "Support", "Project", "Overview", "Category", "Icon"] {
+    assert_eq!(template.field("WebUI"), "http://[IP]:[PORT:8081]/health/deep");
+    for tag in [
+        "Registry", "Support", "Project", "ReadMe", "Overview", "Category", "Icon",
+    ] {
         assert!(!template.field(tag).is_empty(), "<{tag}> is empty");
     }
     let overview = template.field("Overview");
@@ -187,7 +199,12 @@ fn template_configs_are_complete() {
             c.name
         );
         // A fresh install shows the element's text; it must be the default.
-        assert_eq!(c.value, c.default, "Config {}: value differs from Default", c.name);
+        assert_eq!(
+            c.value,
+            c.default_value(),
+            "Config {}: value differs from Default",
+            c.name
+        );
         match c.kind.as_str() {
             "Port" => assert_eq!(c.mode, "tcp", "Port {} Mode", c.name),
             "Path" => assert_eq!(c.mode, "rw", "Path {} Mode", c.name),
@@ -242,7 +259,7 @@ fn template_maps_the_ports_and_paths() {
 fn template_defaults_match_the_contract() {
     let template = Template::load();
     for (var, default) in CONTRACT_DEFAULTS.iter().chain(CONTAINER_DEFAULTS) {
-        assert_eq!(template.variable(var).default, *default, "Default of {var}");
+        assert_eq!(template.variable(var).default_value(), *default, "Default of {var}");
     }
 }
 
@@ -457,4 +474,77 @@ fn readme_configuration_table_lists_exactly_the_settings() {
         "README.md configuration table differs from config::SETTINGS: {}",
         diff(&expected, &listed)
     );
+}
+
+/// Settings Unraid shows as dropdowns, with every value r2-sync documents for them.
+const DROPDOWNS: &[(&str, &[&str])] = &[
+    ("DB_SSLMODE", &["disable", "prefer", "require", "verify-full"]),
+    ("LOG_LEVEL", &["error", "warn", "info", "debug", "trace"]),
+    ("DRY_RUN", &["true", "false"]),
+    ("ARCHIVE_SYNCFS", &["true", "false"]),
+    ("VALIDATE_MEDIA", &["true", "false"]),
+];
+
+#[test]
+fn fixed_choice_settings_are_dropdowns_of_values_r2_sync_accepts() {
+    let template = Template::load();
+    let base: std::collections::HashMap<String, String> = [
+        ("DB_HOST", "db"),
+        ("DB_NAME", "media"),
+        ("DB_USER", "r2sync"),
+        ("R2_ENDPOINT", "https://acct.r2.cloudflarestorage.com"),
+        ("R2_ACCESS_KEY", "AKID"),
+        ("R2_SECRET_KEY", "s3cr3t"),
+        ("R2_BUCKET", "uploads"),
+        ("UNRAID_TUNNEL_SECRET", "0123456789abcdef0123456789abcdef-tunnel"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for (var, expected) in DROPDOWNS {
+        let entry = template.variable(var);
+        let mut options = entry.options();
+        options.sort_unstable();
+        let mut expected = expected.to_vec();
+        expected.sort_unstable();
+        assert_eq!(options, expected, "{var}: Default=\"a|b|c\" options");
+        for option in entry.options() {
+            let mut vars = base.clone();
+            vars.insert((*var).to_owned(), option.to_owned());
+            assert!(
+                r2_sync::config::Config::from_vars(&vars).is_ok(),
+                "{var}={option} is refused by r2-sync"
+            );
+        }
+    }
+}
+
+#[test]
+fn template_has_no_empty_elements_an_icon_and_the_stop_timeout() {
+    let template = Template::load();
+    for (tag, text) in &template.fields {
+        assert!(!text.is_empty(), "<{tag}> is empty: drop it");
+    }
+    let icon = template.field("Icon");
+    let file = icon
+        .strip_prefix("https://raw.githubusercontent.com/r2-sync/r2-sync/main/")
+        .unwrap_or_else(|| panic!("<Icon> {icon} is not a file of this repository"));
+    let png = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+        .unwrap_or_else(|e| panic!("<Icon> {file}: {e} (make icon draws it)"));
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{file} is a PNG");
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert_eq!((width, height), (256, 256), "{file} is square");
+    // Docker's stop timeout covers SHUTDOWN_GRACE plus a margin, without a manual step.
+    let grace = template.variable("SHUTDOWN_GRACE").default_value().to_owned();
+    let grace = r2_sync::config::parse_duration(&grace).unwrap().as_secs();
+    assert_eq!(template.field("ExtraParams"), format!("--stop-timeout={}", grace + 10));
+}
+
+#[test]
+fn the_license_file_is_the_license_the_image_and_crate_name() {
+    let license = read("LICENSE");
+    assert!(license.starts_with("MIT License"), "LICENSE is MIT");
+    assert!(read("Cargo.toml").contains("license = \"MIT\""));
+    assert!(read("Dockerfile").contains("org.opencontainers.image.licenses=\"MIT\""));
 }
