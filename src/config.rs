@@ -337,7 +337,7 @@ fn parse_secret(vars: &Vars) -> Result<Secret, ConfigError> {
 fn is_placeholder(value: &str) -> bool {
     let upper = value.to_ascii_uppercase();
     let angled = value.find('<').is_some_and(|open| value[open..].contains('>'));
-    upper.starts_with("CHANGE_ME") || upper.starts_with("CHANGEME") || angled
+    upper.contains("CHANGE_ME") || upper.starts_with("CHANGEME") || angled
 }
 
 fn refuse_placeholders(vars: &Vars) -> Result<(), ConfigError> {

@@ -309,7 +309,8 @@ fn compose_matches_the_image_and_env_example() {
         ":/media",
         "restart: unless-stopped",
         "[\"CMD\", \"r2-sync\", \"healthcheck\"]",
-        "image: cloudflare/cloudflared:latest",
+        "image: ghcr.io/r2-sync/r2-sync:${R2SYNC_VERSION:-0.1.0}",
+        "env_file: tunnel.env",
         "tunnel --no-autoupdate run",
         "condition: service_healthy",
     ] {
@@ -547,4 +548,62 @@ fn the_license_file_is_the_license_the_image_and_crate_name() {
     assert!(license.starts_with("MIT License"), "LICENSE is MIT");
     assert!(read("Cargo.toml").contains("license = \"MIT\""));
     assert!(read("Dockerfile").contains("org.opencontainers.image.licenses=\"MIT\""));
+}
+
+/// The compose service `name`'s block: its lines up to the next service.
+fn compose_service(compose: &str, name: &str) -> String {
+    let start = format!("  {name}:");
+    compose
+        .lines()
+        .skip_while(|l| *l != start)
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn compose_pins_images_keeps_the_tunnel_token_from_r2_sync_and_outlasts_the_grace() {
+    let compose = read("docker-compose.yml");
+    for line in compose.lines().filter(|l| l.trim_start().starts_with("image:")) {
+        assert!(!line.ends_with(":latest") && line.contains(':'), "not pinned: {line}");
+    }
+    let r2sync = compose_service(&compose, "r2-sync");
+    assert!(
+        !r2sync.contains("TUNNEL_TOKEN") && !r2sync.contains("tunnel.env"),
+        "{r2sync}"
+    );
+    assert!(
+        !env_example().iter().any(|(name, _)| name == "TUNNEL_TOKEN"),
+        ".env.example (r2-sync's env_file) must not carry TUNNEL_TOKEN"
+    );
+    assert!(read("tunnel.env.example").contains("TUNNEL_TOKEN=CHANGE_ME_"));
+    let grace = r2_sync::config::parse_duration("30s").unwrap().as_secs();
+    let stop = r2sync
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("stop_grace_period: "))
+        .expect("stop_grace_period");
+    let stop = r2_sync::config::parse_duration(stop).unwrap().as_secs();
+    assert!(
+        stop >= grace + 10,
+        "stop_grace_period {stop}s races SHUTDOWN_GRACE {grace}s"
+    );
+}
+
+#[test]
+fn an_unedited_env_example_is_refused_naming_a_placeholder() {
+    let vars: std::collections::HashMap<String, String> = read(".env.example")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let e = r2_sync::config::Config::from_vars(&vars).expect_err("an unedited .env must not start");
+    assert!(e.problem.contains("placeholder"), "{e}");
+    // Every secret in it is a placeholder: none would sign or log in with a published value.
+    for secret in SECRETS {
+        if let Some(value) = vars.get(*secret) {
+            assert!(value.starts_with("CHANGE_ME_"), "{secret}={value}");
+        }
+    }
 }

@@ -172,6 +172,7 @@ fn placeholder_values_from_the_examples_are_refused_by_name_without_echoing_them
         ("DB_PASS", "<password>"),
         ("DB_HOST", "<postgres-host>"),
         ("R2_ENDPOINT", "https://<account-id>.r2.cloudflarestorage.com"),
+        ("R2_ENDPOINT", "https://CHANGE_ME_account_id.r2.cloudflarestorage.com"),
     ];
     for (var, value) in cases {
         let e = err(&with(&[(var, value)]));
