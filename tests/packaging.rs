@@ -607,3 +607,72 @@ fn an_unedited_env_example_is_refused_naming_a_placeholder() {
         }
     }
 }
+
+/// Each workspace member's `rust-version` is the highest its locked dependencies declare
+/// (normal and build dependencies, on this host): the real minimum, neither lower nor higher.
+#[test]
+fn rust_version_is_the_real_minimum_of_the_locked_dependencies() {
+    let host = std::process::Command::new(env!("CARGO").replace("cargo", "rustc"))
+        .arg("-vV")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|v| v.lines().find_map(|l| l.strip_prefix("host: ").map(str::to_owned)))
+        .unwrap_or_else(|| "x86_64-unknown-linux-gnu".to_owned());
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--locked",
+            "--filter-platform",
+            &host,
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let version = |v: &str| -> Vec<u64> { v.split('.').map(|n| n.parse().unwrap()).collect() };
+    let packages: std::collections::HashMap<&str, &serde_json::Value> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p))
+        .collect();
+    let nodes: std::collections::HashMap<&str, &serde_json::Value> = meta["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n))
+        .collect();
+    for member in meta["workspace_members"].as_array().unwrap() {
+        let member = member.as_str().unwrap();
+        let (mut seen, mut todo, mut highest) = (BTreeSet::new(), vec![member], (vec![0], String::new()));
+        while let Some(id) = todo.pop() {
+            for dep in nodes[id]["deps"].as_array().unwrap() {
+                let runtime = dep["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"] != "dev");
+                let dep_id = dep["pkg"].as_str().unwrap();
+                if runtime && seen.insert(dep_id) {
+                    todo.push(dep_id);
+                    if let Some(v) = packages[dep_id]["rust_version"].as_str() {
+                        if version(v) > highest.0 {
+                            highest = (version(v), packages[dep_id]["name"].as_str().unwrap().to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        let declared = packages[member]["rust_version"].as_str().unwrap_or("none");
+        let name = packages[member]["name"].as_str().unwrap();
+        let mut wanted = highest.0.clone();
+        wanted.truncate(2);
+        assert_eq!(
+            version(declared),
+            wanted,
+            "{name}: rust-version {declared}, but {} needs {:?}",
+            highest.1,
+            highest.0
+        );
+    }
+}
