@@ -5,7 +5,8 @@
 # Unraid images do:
 #   - moves the r2sync user/group to PUID (default 99) and PGID (default 100);
 #   - gives /config (and STATE_DIR) to that user, recursively: the state is small;
-#   - gives ARCHIVE_DIR and SHADOW_DIR to that user if they exist, NOT recursively:
+#   - creates ARCHIVE_DIR and SHADOW_DIR inside an existing parent when missing, and gives
+#     them to that user, NOT recursively:
 #     the media share may hold terabytes and keeps its owners;
 #   - applies UMASK (default 022) and execs r2-sync as that user.
 # Started as any other user (docker run --user), it applies UMASK and execs r2-sync.
@@ -71,7 +72,14 @@ own_tree() {
     find "$1" \( ! -user "$PUID" -o ! -group "$PGID" \) -exec chown -h "$PUID:$PGID" {} + ||
         echo "docker-entrypoint: warning: could not give $1 to $PUID:$PGID" >&2
 }
+# A missing archive directory is made inside a share that is mapped (its parent exists), so
+# a fresh install's first pass works; never its parent, which would put the archive inside
+# the container.
 own_dir() {
+    if [ ! -d "$1" ] && [ -d "$(dirname "$1")" ]; then
+        mkdir "$1" 2>/dev/null ||
+            echo "docker-entrypoint: warning: could not create $1" >&2
+    fi
     if [ -d "$1" ]; then
         chown "$PUID:$PGID" "$1" ||
             echo "docker-entrypoint: warning: could not give $1 to $PUID:$PGID" >&2

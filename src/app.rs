@@ -88,6 +88,14 @@ async fn check(cfg: &Config) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail_line("bucket", &e.to_string()),
     };
+    // Its failure is said here, and again by the archive check below, which runs anyway.
+    if !cfg.sync.dry_run {
+        match check::prepare_target_dir(cfg.target_dir()) {
+            Ok(true) => println!("ok   archive: created {}", cfg.target_dir().display()),
+            Ok(false) => {}
+            Err(e) => println!("FAIL archive: {e}"),
+        }
+    }
     let results = check::all(cfg, &db, &storage).await;
     for r in &results {
         println!(
@@ -179,6 +187,9 @@ pub struct Parts {
 
 impl Parts {
     pub fn open(cfg: Config) -> Result<Self, String> {
+        if !cfg.sync.dry_run {
+            check::prepare_target_dir(cfg.target_dir())?;
+        }
         let ledger = open_ledger(&cfg)?;
         let db = Db::new(&cfg.db, instance_name(&cfg)).map_err(|e| e.to_string())?;
         let storage = Storage::new(&cfg.r2).map_err(|e| e.to_string())?;

@@ -140,6 +140,27 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
+/// Makes the archive (or shadow) directory on a fresh install: one level only, inside a
+/// parent that exists. A missing parent means the media share is not mapped, and creating
+/// it would put the archive inside the container, lost with it. True when it was created.
+pub fn prepare_target_dir(dir: &Path) -> Result<bool, String> {
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    let parent = dir.parent().filter(|p| p.is_dir()).ok_or_else(|| {
+        format!(
+            "{} is missing and so is its parent: map the media share (container path /media) \
+             or set ARCHIVE_DIR to a directory on it",
+            dir.display()
+        )
+    })?;
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(format!("cannot create {} in {}: {e}", dir.display(), parent.display())),
+    }
+}
+
 /// All checks of `r2-sync check`, in order.
 pub async fn all(cfg: &Config, db: &Db, storage: &Storage) -> Vec<CheckResult> {
     let (pg, privileges, s3, ff, archive, state) = tokio::join!(

@@ -68,7 +68,7 @@ async fn check_fails_and_says_which_part_is_down() {
     let out = rig
         .command(&["check"])
         .env("R2_ENDPOINT", format!("http://{dead}"))
-        .env("ARCHIVE_DIR", rig.dir.path().join("does-not-exist"))
+        .env("ARCHIVE_DIR", rig.dir.path().join("unmapped-share/archive"))
         .env("FFPROBE_PATH", "/nonexistent/ffprobe")
         .output()
         .await
@@ -116,4 +116,45 @@ async fn db_sslmode_selects_encryption() {
         .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.lines().any(|l| l.starts_with("FAIL postgres:")), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_missing_archive_directory_is_created_inside_an_existing_share() {
+    let rig = Rig::new().await;
+    let archive = rig.dir.path().join("fresh-install-archive");
+    let out = rig
+        .command(&["check"])
+        .env("ARCHIVE_DIR", &archive)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    assert!(archive.is_dir(), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ok") && l.contains("archive: created")),
+        "{stdout}"
+    );
+    // A dry run changes nothing, not even this.
+    let dry = rig.dir.path().join("dry-run-archive");
+    let out = rig
+        .command(&["check"])
+        .env("ARCHIVE_DIR", &dry)
+        .env("DRY_RUN", "true")
+        .output()
+        .await
+        .unwrap();
+    assert!(!dry.exists(), "{}", String::from_utf8_lossy(&out.stdout));
+    // A pass on a fresh install creates it too.
+    let pass = rig.dir.path().join("first-pass-archive");
+    let out = rig
+        .command(&["sync", "--once"])
+        .env("ARCHIVE_DIR", &pass)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(pass.is_dir());
 }
