@@ -85,7 +85,7 @@ pub async fn bucket(storage: &Storage) -> CheckResult {
             .ping()
             .await
             .map(|()| format!("bucket {:?} listed", storage.name()))
-            .map_err(|e| e.to_string())
+            .map_err(|e| format!("bucket {:?}: {e}", storage.name()))
     })
     .await
 }

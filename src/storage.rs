@@ -28,6 +28,12 @@ pub enum StorageError {
     Setup(String),
     #[error("object {key:?} not found in the bucket")]
     NotFound { key: String },
+    /// The bucket itself is missing: a setting is wrong, and no object's fate may be decided.
+    #[error(
+        "the bucket does not exist (S3 NoSuchBucket during {op}): R2_BUCKET must name an existing \
+         bucket, and R2_ENDPOINT be the account's endpoint without the bucket's name"
+    )]
+    NoSuchBucket { op: &'static str },
     #[error("object {key:?} changed in the bucket (ETag no longer {etag})")]
     Changed { key: String, etag: String },
     #[error("bucket refused {op} of {key:?}: HTTP {status}: {body}")]
@@ -156,6 +162,9 @@ impl Storage {
     fn classify(op: &'static str, key: &str, err: S3Error) -> StorageError {
         let key = key.to_owned();
         match err {
+            S3Error::HttpFailWithBody(404, body) if body.contains("<Code>NoSuchBucket</Code>") => {
+                StorageError::NoSuchBucket { op }
+            }
             S3Error::HttpFailWithBody(404, _) => StorageError::NotFound { key },
             S3Error::HttpFailWithBody(status, body) => {
                 let body: String = body.chars().take(300).collect();
@@ -166,11 +175,10 @@ impl Storage {
     }
 
     pub async fn head(&self, key: &ObjectKey) -> Result<ObjectInfo, StorageError> {
-        let (head, _) = self
-            .control
-            .head_object(key.as_str())
-            .await
-            .map_err(|e| Self::classify("HEAD", key.as_str(), e))?;
+        let (head, _) = match self.control.head_object(key.as_str()).await {
+            Ok(answer) => answer,
+            Err(e) => return Err(self.head_error(key, e).await),
+        };
         let size = head
             .content_length
             .and_then(|l| u64::try_from(l).ok())
@@ -313,6 +321,18 @@ impl Storage {
     }
 
     /// A cheap signed request proving the bucket is reachable and the keys are accepted.
+    /// A 404 to a HEAD has no body to tell a missing object from a missing bucket, and only
+    /// the first may fail the media: a one-key LIST tells them apart.
+    async fn head_error(&self, key: &ObjectKey, e: S3Error) -> StorageError {
+        match Self::classify("HEAD", key.as_str(), e) {
+            StorageError::NotFound { key } => match self.ping().await {
+                Err(missing @ StorageError::NoSuchBucket { .. }) => missing,
+                _ => StorageError::NotFound { key },
+            },
+            other => other,
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), StorageError> {
         self.control
             .list_page(String::new(), None, None, None, Some(1))

@@ -158,3 +158,49 @@ async fn a_missing_archive_directory_is_created_inside_an_existing_share() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(pass.is_dir());
 }
+
+#[tokio::test]
+async fn a_wrong_bucket_is_named_no_such_bucket_and_fails_no_media() {
+    let rig = Rig::new().await;
+    // One object small enough to be fetched by a GET, one big enough to be looked at by HEAD.
+    let small = common::media::video(rig.dir.path(), "small.mp4", 1);
+    let mut ids = Vec::new();
+    for (key, size) in [("uploads/1/small.mp4", None), ("uploads/2/big.mp4", Some(8 << 20))] {
+        let bytes = std::fs::read(&small).unwrap();
+        rig.storage()
+            .put(&common::object_key(key), &bytes, "video/mp4")
+            .await
+            .unwrap();
+        let mut row = common::NewMedia::approved(key, "clip.mp4");
+        row.file_size = size;
+        ids.push(rig.insert_media(&row).await);
+    }
+    let out = rig
+        .command(&["check"])
+        .env("R2_BUCKET", "no-such-bucket")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let line = stdout.lines().find(|l| l.contains("bucket:")).unwrap_or_default();
+    assert!(
+        line.starts_with("FAIL") && line.contains("NoSuchBucket") && line.contains("\"no-such-bucket\""),
+        "{stdout}"
+    );
+    let out = rig
+        .command(&["sync", "--once"])
+        .env("R2_BUCKET", "no-such-bucket")
+        .output()
+        .await
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(log.contains("NoSuchBucket"), "{log}");
+    for id in ids {
+        assert_eq!(
+            rig.status(id).await,
+            "approved",
+            "a wrong setting decides no media's fate:\n{log}"
+        );
+        assert_eq!(common::invariants::audits(&rig, id, "media.sync_failed").await, 0);
+    }
+}
