@@ -676,3 +676,45 @@ fn rust_version_is_the_real_minimum_of_the_locked_dependencies() {
         );
     }
 }
+
+fn release_tags(git_tag: &str) -> Result<Vec<String>, String> {
+    let out = std::process::Command::new("sh")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/release-tags.sh"))
+        .arg(git_tag)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    match out.status.success() {
+        true => Ok(stdout.lines().map(str::to_owned).collect()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+#[test]
+fn a_release_pushes_the_tags_the_readme_documents_for_both_platforms() {
+    assert_eq!(release_tags("v0.1.0").unwrap(), ["0.1.0", "0.1", "latest"]);
+    assert_eq!(
+        release_tags("v0.2.0-rc.1").unwrap(),
+        ["0.2.0-rc.1"],
+        "pre-releases stay off latest"
+    );
+    for bad in ["0.1", "vbad", "v1.2", "v1.2.3;rm"] {
+        assert!(release_tags(bad).is_err(), "{bad} accepted");
+    }
+    let workflow = read(".github/workflows/release.yml");
+    for needle in [
+        "tags: [\"v*\"]",
+        "./.ci/run",
+        "needs: test",
+        "./scripts/release-tags.sh \"$GITHUB_REF_NAME\"",
+        "platforms: linux/amd64,linux/arm64",
+        "org.opencontainers.image.revision=${{ github.sha }}",
+    ] {
+        assert!(workflow.contains(needle), "release.yml lacks {needle}");
+    }
+    let readme = read("README.md");
+    for tag in ["`0.1.0`", "`0.1`", "`latest`"] {
+        assert!(readme.contains(tag), "README's Image tags lack {tag}");
+    }
+    assert!(read("unraid-template.xml").contains("<Repository>ghcr.io/r2-sync/r2-sync:latest</Repository>"));
+}
