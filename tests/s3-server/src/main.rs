@@ -75,14 +75,38 @@ impl_s3_delegating! {
         delete_object: DeleteObjectInput => DeleteObjectOutput;
         delete_objects: DeleteObjectsInput => DeleteObjectsOutput;
         copy_object: CopyObjectInput => CopyObjectOutput;
-        list_objects: ListObjectsInput => ListObjectsOutput;
-        list_objects_v2: ListObjectsV2Input => ListObjectsV2Output;
         create_multipart_upload: CreateMultipartUploadInput => CreateMultipartUploadOutput;
         upload_part: UploadPartInput => UploadPartOutput;
         complete_multipart_upload: CompleteMultipartUploadInput => CompleteMultipartUploadOutput;
         abort_multipart_upload: AbortMultipartUploadInput => AbortMultipartUploadOutput;
         list_parts: ListPartsInput => ListPartsOutput;
     {
+    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        let encode = wants_url_encoding(req.input.encoding_type.as_ref());
+        let mut resp = self.fs.list_objects(req).await?;
+        if encode {
+            let out = &mut resp.output;
+            url_encode_listing(&mut out.contents, &mut out.common_prefixes);
+            for field in [&mut out.prefix, &mut out.delimiter, &mut out.marker, &mut out.next_marker] {
+                url_encode_opt(field);
+            }
+        }
+        Ok(resp)
+    }
+
+    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let encode = wants_url_encoding(req.input.encoding_type.as_ref());
+        let mut resp = self.fs.list_objects_v2(req).await?;
+        if encode {
+            let out = &mut resp.output;
+            url_encode_listing(&mut out.contents, &mut out.common_prefixes);
+            for field in [&mut out.prefix, &mut out.delimiter, &mut out.start_after] {
+                url_encode_opt(field);
+            }
+        }
+        Ok(resp)
+    }
+
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let expected = req.input.if_match.clone();
         let path = self.root.join(&req.input.bucket).join(&req.input.key);
@@ -107,6 +131,36 @@ impl_s3_delegating! {
         resp.output.body = Some(StreamingBlob::wrap(counted));
         Ok(resp)
     }
+    }
+}
+
+/// `encoding-type=url`: the client (boto3 and the AWS CLI ask by default) decodes every key
+/// of the listing, so each must be sent encoded; s3s-fs echoes the parameter but sends keys
+/// raw, and `a+b` then reads as `a b`, `100%25` as `100%`.
+fn wants_url_encoding(encoding: Option<&EncodingType>) -> bool {
+    encoding.is_some_and(|e| e.as_str() == EncodingType::URL)
+}
+
+/// Everything but unreserved characters and `/`, as S3 encodes keys.
+const KEY_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+fn url_encode_opt(value: &mut Option<String>) {
+    if let Some(v) = value {
+        *v = percent_encoding::utf8_percent_encode(v, KEY_ESCAPES).to_string();
+    }
+}
+
+fn url_encode_listing(contents: &mut Option<Vec<Object>>, prefixes: &mut Option<Vec<CommonPrefix>>) {
+    for object in contents.iter_mut().flatten() {
+        url_encode_opt(&mut object.key);
+    }
+    for prefix in prefixes.iter_mut().flatten() {
+        url_encode_opt(&mut prefix.prefix);
     }
 }
 
