@@ -278,7 +278,7 @@ pub fn move_into(
                 let _ = std::fs::remove_file(&sidecar_tmp);
                 return Err(e);
             }
-            rename_or_discard(&sidecar_tmp, &sidecar_dest)?;
+            rename_or_discard(&sidecar_tmp, &sidecar_dest).inspect_err(|_| undo_placement(&dest, temp))?;
             fsync_dir(dir)
         }
         Durability::Caller => {
@@ -292,9 +292,19 @@ pub fn move_into(
                 }
                 placed => placed?,
             }
-            write_new(&sidecar_dest, sidecar)
+            write_new(&sidecar_dest, sidecar).inspect_err(|_| undo_placement(&dest, temp))
         }
     }
+}
+
+/// A placement whose sidecar could not be written (a full disk, most often) takes its file
+/// back out of the archive, so that a failed placement leaves the archive as it was and the
+/// next attempt starts from the temp file again. `dest` was made by this placement (renamed
+/// without replacing), so nothing that was there before is touched. Should the rename back
+/// fail too, the file stays, as it would have without this; the error returned is the
+/// sidecar's either way.
+fn undo_placement(dest: &Path, temp: &Path) {
+    let _ = std::fs::rename(dest, temp);
 }
 
 /// Renames `from` to `to`, failing if `to` exists: atomically where the filesystem can
@@ -503,6 +513,33 @@ mod tests {
         )
         .is_err());
         assert!(!root.path().join(sidecar_path(missing)).exists());
+    }
+
+    #[test]
+    fn a_placement_whose_sidecar_cannot_be_written_leaves_the_archive_as_it_was() {
+        for durability in [Durability::Fsync, Durability::Caller] {
+            let root = tempfile::tempdir().unwrap();
+            let rel = PathBuf::from("2026/04/9-d.mp4");
+            std::fs::create_dir_all(root.path().join("2026/04")).unwrap();
+            // Something that cannot be replaced where the sidecar goes.
+            let blocker = root.path().join(sidecar_path(&rel));
+            std::fs::create_dir(&blocker).unwrap();
+            std::fs::write(blocker.join("keep"), "x").unwrap();
+            let tmp = root.path().join("t");
+            std::fs::write(&tmp, "body").unwrap();
+            let placed = move_into(root.path(), &tmp, &rel, b"{}", durability);
+            assert!(placed.is_err(), "{durability:?}");
+            assert!(
+                !root.path().join(&rel).exists(),
+                "{durability:?}: the file left in the archive"
+            );
+            assert_eq!(
+                std::fs::read_to_string(&tmp).unwrap(),
+                "body",
+                "{durability:?}: temp file back"
+            );
+            assert_eq!(std::fs::read_to_string(blocker.join("keep")).unwrap(), "x");
+        }
     }
 
     #[test]
