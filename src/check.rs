@@ -60,10 +60,16 @@ pub async fn postgres(db: &Db) -> CheckResult {
     .await
 }
 
-/// Every privilege a pass needs; when one is missing, the `GRANT`s that give them.
-pub async fn privileges(db: &Db) -> CheckResult {
+/// Every privilege a pass needs in this mode (DRY_RUN and SHADOW_DIR need less); when one is
+/// missing, the `GRANT`s that give them.
+pub async fn privileges(db: &Db, cfg: &Config) -> CheckResult {
+    let mode = match (cfg.sync.dry_run, cfg.sync.shadow_dir.is_some()) {
+        (true, _) => grants::Mode::DryRun,
+        (false, true) => grants::Mode::Shadow,
+        (false, false) => grants::Mode::Archive,
+    };
     timed("privileges", async {
-        let held = db.privileges().await.map_err(|e| e.to_string())?;
+        let held = db.privileges(mode).await.map_err(|e| e.to_string())?;
         let missing: Vec<&Needed> = held.iter().filter(|(_, has)| !has).map(|(n, _)| n).collect();
         if missing.is_empty() {
             let all: Vec<String> = held.iter().map(|(n, _)| n.to_string()).collect();
@@ -165,7 +171,7 @@ pub fn prepare_target_dir(dir: &Path) -> Result<bool, String> {
 pub async fn all(cfg: &Config, db: &Db, storage: &Storage) -> Vec<CheckResult> {
     let (pg, privileges, s3, ff, archive, state) = tokio::join!(
         postgres(db),
-        privileges(db),
+        privileges(db, cfg),
         bucket(storage),
         ffprobe(&cfg.sync.ffprobe_path),
         directory("archive", cfg.target_dir()),

@@ -365,9 +365,9 @@ impl Db {
         Ok(row.is_some_and(|r| r.get::<_, bool>(0)))
     }
 
-    /// Every privilege a pass needs, and whether this user holds it (PostgreSQL's
+    /// Every privilege a pass in `mode` needs, and whether this user holds it (PostgreSQL's
     /// `has_*_privilege`, which count grants through roles and PUBLIC as a pass would).
-    pub async fn privileges(&self) -> Result<Vec<(grants::Needed, bool)>, DbError> {
+    pub async fn privileges(&self, mode: grants::Mode) -> Result<Vec<(grants::Needed, bool)>, DbError> {
         let client = self.client().await?;
         let row = client
             .query_one(
@@ -385,7 +385,7 @@ impl Db {
             lease_table_exists: row.get(2),
         };
         let mut held = Vec::new();
-        for needed in grants::needed(&layout) {
+        for needed in grants::needed(&layout, mode) {
             let function = match needed.on {
                 grants::On::Table => "has_table_privilege",
                 grants::On::Sequence => "has_sequence_privilege",

@@ -173,3 +173,18 @@ async fn each_database_misconfiguration_is_one_line_saying_what_postgres_or_the_
         assert!(!out.contains(&role.password), "{case}: the password is never printed");
     }
 }
+
+#[tokio::test]
+async fn a_dry_run_needs_only_select_on_media() {
+    let role = PasswordRole::create().await;
+    let rig = Rig::new().await;
+    role.run_as_owner(&rig.db, &["GRANT SELECT ON media TO r2sync;".to_owned()])
+        .await;
+    let dry = [("DRY_RUN", "true".to_owned())];
+    let (code, out) = run(&rig, &role, &["check"], &dry).await;
+    assert!(line(&out, "ok", "privileges").is_some(), "{out}");
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run(&rig, &role, &["check"], &[]).await;
+    assert_eq!(code, Some(1), "a real pass needs more:\n{out}");
+    assert!(line(&out, "FAIL", "privileges").is_some(), "{out}");
+}

@@ -57,8 +57,31 @@ pub struct Layout {
     pub lease_table_exists: bool,
 }
 
-/// Every privilege a pass needs on a database laid out as `layout`.
-pub fn needed(layout: &Layout) -> Vec<Needed> {
+/// What a pass writes, which decides what it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Claims, records and audits.
+    Archive,
+    /// `SHADOW_DIR`: claims (row locks need UPDATE, and the lease table), records nothing.
+    Shadow,
+    /// `DRY_RUN`: reads the approved rows, nothing else.
+    DryRun,
+}
+
+/// Every privilege a pass in `mode` needs on a database laid out as `layout`.
+pub fn needed(layout: &Layout, mode: Mode) -> Vec<Needed> {
+    let mut all = needed_to_archive(layout);
+    all.retain(|n| match mode {
+        Mode::Archive => true,
+        Mode::Shadow => n.object != "audit_logs" && n.on != On::Sequence,
+        Mode::DryRun => {
+            (n.on == On::Schema && n.privilege == "USAGE") || (n.object == "media" && n.privilege == "SELECT")
+        }
+    });
+    all
+}
+
+fn needed_to_archive(layout: &Layout) -> Vec<Needed> {
     let need = |on, object: &str, privilege, why| Needed {
         on,
         object: object.to_owned(),
@@ -189,7 +212,7 @@ mod tests {
 
     #[test]
     fn a_fresh_database_needs_the_sequence_and_create_on_the_schema() {
-        let all = needed(&layout(true, false));
+        let all = needed(&layout(true, false), Mode::Archive);
         let refs: Vec<&Needed> = all.iter().collect();
         assert_eq!(
             grant_statements(&refs, "r2sync"),
@@ -204,7 +227,7 @@ mod tests {
 
     #[test]
     fn an_existing_lease_table_needs_its_privileges_instead_of_create() {
-        let all = needed(&layout(false, true));
+        let all = needed(&layout(false, true), Mode::Archive);
         assert!(!all.iter().any(|n| n.privilege == "CREATE"));
         assert!(
             !all.iter().any(|n| n.on == On::Sequence),
@@ -216,6 +239,26 @@ mod tests {
             .map(|n| n.privilege)
             .collect();
         assert_eq!(lease, ["SELECT", "INSERT", "UPDATE", "DELETE"]);
+    }
+
+    #[test]
+    fn shadow_and_dry_runs_need_only_what_they_use() {
+        let names = |mode| -> Vec<String> {
+            needed(&layout(true, false), mode)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            names(Mode::Shadow),
+            [
+                "USAGE on schema public",
+                "SELECT on media",
+                "UPDATE on media",
+                "CREATE on schema public"
+            ]
+        );
+        assert_eq!(names(Mode::DryRun), ["USAGE on schema public", "SELECT on media"]);
     }
 
     #[test]
