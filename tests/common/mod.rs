@@ -105,22 +105,23 @@ pub async fn connect(db: &str) -> tokio_postgres::Client {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs outside any runtime guarantee: use a private one on a plain thread.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let admin = connect("postgres").await;
-                let _ = admin
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-            });
-        })
-        .join();
+        admin_sql_in_drop(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
     }
+}
+
+/// Runs `sql` on the admin database from a `Drop`, which runs outside any runtime guarantee:
+/// on a private runtime on a plain thread. Failures are ignored: it is clean-up.
+pub fn admin_sql_in_drop(sql: String) {
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let _ = connect("postgres").await.batch_execute(&sql).await;
+        });
+    })
+    .join();
 }
 
 /// The test S3 server (`tests/s3-server`), one process per test, killed on drop.

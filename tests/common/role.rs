@@ -60,20 +60,7 @@ impl PasswordRole {
 
 impl Drop for PasswordRole {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let _ = connect("postgres")
-                    .await
-                    .batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
-                    .await;
-            });
-        })
-        .join();
+        super::admin_sql_in_drop(format!("DROP ROLE IF EXISTS {}", self.name));
     }
 }
 
