@@ -15,12 +15,17 @@ use tokio::io::AsyncWrite;
 use crate::coalesce::Coalescer;
 use crate::config::R2Config;
 
+mod breaker;
 mod key;
+pub use breaker::{Breaker, TRIP_AFTER};
 pub use key::{KeyError, ObjectKey, MAX_KEY_BYTES};
 
-/// Timeout for small requests (HEAD, DELETE, LIST). Downloads have a stall watchdog instead,
-/// since a multi-GB transfer may legitimately take an hour.
+/// Timeout for small requests (HEAD, DELETE, LIST, a small object's GET), answer included.
+/// Test builds give up sooner so that dead-bucket scenarios run in seconds.
+#[cfg(not(feature = "fault-injection"))]
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+#[cfg(feature = "fault-injection")]
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(4);
 
 #[derive(Debug, Error)]
 pub enum StorageError {
@@ -50,6 +55,12 @@ pub enum StorageError {
         #[source]
         source: S3Error,
     },
+    /// Not sent: the last requests of this pass got no answer (see [`Breaker`]).
+    #[error(
+        "bucket unreachable: the last {TRIP_AFTER} requests got no answer, so {op} of {key:?} was not sent \
+         and waits for the next pass"
+    )]
+    Down { op: &'static str, key: String },
     #[error("writing {key:?} to disk failed: {source}")]
     Local {
         key: String,
@@ -62,7 +73,7 @@ impl StorageError {
     /// Worth retrying later (network trouble, 5xx, throttling), as opposed to a definite answer.
     pub fn is_transient(&self) -> bool {
         match self {
-            StorageError::Unreachable { .. } => true,
+            StorageError::Unreachable { .. } | StorageError::Down { .. } => true,
             StorageError::Refused { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             _ => false,
         }
@@ -83,6 +94,7 @@ pub struct Storage {
     bucket: Box<Bucket>,
     control: Box<Bucket>,
     deletes: Arc<Coalescer<ObjectKey, Result<(), StorageError>>>,
+    breaker: Arc<Breaker>,
 }
 
 /// Keys per DeleteObjects request (the S3 limit).
@@ -142,17 +154,60 @@ impl Storage {
         };
         let creds = Credentials::new(Some(&cfg.access_key), Some(cfg.secret_key.expose()), None, None, None)
             .map_err(|e| StorageError::Setup(e.to_string()))?;
-        let bucket = Bucket::new(&cfg.bucket, region, creds)
+        // rust-s3 retries a read once by itself, after the whole timeout: on a bucket that
+        // never answers every request would cost two. The pipeline retries (within a pass,
+        // then across passes with backoff), knowing what a retry costs.
+        s3::set_retries(0);
+        let mut bucket = Bucket::new(&cfg.bucket, region, creds)
             .map_err(|e| StorageError::Setup(e.to_string()))?
             .with_path_style();
         let control = bucket
             .with_request_timeout(CONTROL_TIMEOUT)
             .map_err(|e| StorageError::Setup(e.to_string()))?;
+        // rust-s3's default (60 s) bounds a request with its whole body: a segment slower
+        // than that (64 MiB below ~9 Mbit/s) would be cut and fetched again forever. The
+        // download's stall watchdog bounds a transfer that stops moving instead.
+        bucket.set_request_timeout(None);
         Ok(Self {
             bucket,
             control,
             deletes: Arc::default(),
+            breaker: Arc::default(),
         })
+    }
+
+    /// Lets requests through again: a new pass tries the bucket afresh.
+    pub fn reset_breaker(&self) {
+        self.breaker.reset();
+    }
+
+    /// Whether this pass has given up on the bucket (see [`Breaker`]).
+    pub fn is_down(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// Sends `request` unless the bucket is down, and tells the breaker whether it answered.
+    async fn guarded<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        request: impl std::future::Future<Output = Result<T, S3Error>>,
+    ) -> Result<Result<T, S3Error>, StorageError> {
+        if self.breaker.is_open() {
+            return Err(StorageError::Down {
+                op,
+                key: key.to_owned(),
+            });
+        }
+        let result = request.await;
+        match &result {
+            Ok(_) | Err(S3Error::HttpFailWithBody(..) | S3Error::HttpFail) => self.breaker.answered(),
+            Err(S3Error::Reqwest(_)) => {
+                self.breaker.unanswered();
+            }
+            Err(_) => {}
+        }
+        Ok(result)
     }
 
     pub fn name(&self) -> &str {
@@ -175,7 +230,10 @@ impl Storage {
     }
 
     pub async fn head(&self, key: &ObjectKey) -> Result<ObjectInfo, StorageError> {
-        let (head, _) = match self.control.head_object(key.as_str()).await {
+        let (head, _) = match self
+            .guarded("HEAD", key.as_str(), self.control.head_object(key.as_str()))
+            .await?
+        {
             Ok(answer) => answer,
             Err(e) => return Err(self.head_error(key, e).await),
         };
@@ -199,11 +257,8 @@ impl Storage {
     /// a small object needs no other. An empty object, which has no range to ask for, is
     /// answered by a HEAD.
     pub async fn get_start(&self, key: &ObjectKey, len: u64) -> Result<(ObjectInfo, Bytes), StorageError> {
-        let response = match self
-            .control
-            .get_object_range(key.as_str(), 0, Some(len.max(1) - 1))
-            .await
-        {
+        let range = self.control.get_object_range(key.as_str(), 0, Some(len.max(1) - 1));
+        let response = match self.guarded("GET", key.as_str(), range).await? {
             Ok(response) => response,
             Err(S3Error::HttpFailWithBody(416, _)) => return Ok((self.head(key).await?, Bytes::new())),
             Err(e) => return Err(Self::classify("GET", key.as_str(), e)),
@@ -243,10 +298,8 @@ impl Storage {
             .bucket
             .with_extra_headers(headers)
             .map_err(|e| StorageError::Setup(e.to_string()))?;
-        match guarded
-            .get_object_range_to_writer(key.as_str(), start, end, writer)
-            .await
-        {
+        let get = guarded.get_object_range_to_writer(key.as_str(), start, end, writer);
+        match self.guarded("GET", key.as_str(), get).await? {
             Ok(_) => Ok(()),
             Err(S3Error::HttpFailWithBody(412, _)) => Err(StorageError::Changed {
                 key: key.as_str().to_owned(),
@@ -288,7 +341,16 @@ impl Storage {
             .collect();
         let result = match ids.len() {
             0 | 1 => None,
-            _ => self.control.delete_objects(ids).await.ok(),
+            _ => match self.guarded("DELETE", "", self.control.delete_objects(ids)).await {
+                Ok(answer) => answer.ok(),
+                Err(_) => {
+                    let down = |key: &ObjectKey| StorageError::Down {
+                        op: "DELETE",
+                        key: key.as_str().to_owned(),
+                    };
+                    return keys.iter().map(|key| Err(down(key))).collect();
+                }
+            },
         };
         let mut answers = Vec::with_capacity(keys.len());
         for key in keys {
@@ -305,7 +367,10 @@ impl Storage {
     }
 
     async fn delete_one(&self, key: &ObjectKey) -> Result<(), StorageError> {
-        match self.control.delete_object(key.as_str()).await {
+        match self
+            .guarded("DELETE", key.as_str(), self.control.delete_object(key.as_str()))
+            .await?
+        {
             Ok(_) | Err(S3Error::HttpFailWithBody(404, _)) => Ok(()),
             Err(e) => Err(Self::classify("DELETE", key.as_str(), e)),
         }

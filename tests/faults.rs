@@ -181,6 +181,51 @@ async fn a_stalled_transfer_is_abandoned_and_retried() {
     invariants::check(&rig, &rig.archive_dir(), &seeded, None).await;
 }
 
+/// A bucket that accepts connections and never answers: the pass gives up once a few
+/// requests got no answer (test builds time a request out after 4 s) instead of paying every
+/// file's timeouts and retries, fails no row, and a pass once the bucket is back archives all.
+#[tokio::test]
+async fn a_bucket_that_never_answers_defers_the_batch_within_a_bound() {
+    let rig = Rig::new().await;
+    let proxy = behind_proxy(&rig).await;
+    let mut seeded = Vec::new();
+    for (i, len) in [1 << 10, 200 << 10, 3 << 20, 5 << 20, 64 << 10, 2 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        seeded.push(seed_bytes(&rig, &format!("uploads/dead-{i}.bin"), &random(len)).await);
+    }
+    proxy.stall(true);
+    let started = Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(120), sync_via(&rig, &proxy).output())
+        .await
+        .expect("the pass ends")
+        .unwrap();
+    let took = started.elapsed();
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "files were deferred: {logs}");
+    // Before: rust-s3's own retry and four in-pass attempts per file, 40 s and more.
+    assert!(
+        took < Duration::from_secs(15),
+        "a dead bucket held the pass {took:?}: {logs}"
+    );
+    assert!(logs.contains("bucket unreachable"), "{logs}");
+    for s in &seeded {
+        assert_eq!(rig.status(s.id).await, "approved", "{logs}");
+        assert_eq!(invariants::audits(&rig, s.id, "media.sync_failed").await, 0);
+    }
+
+    proxy.stall(false);
+    let ledger = r2_sync::state::Ledger::open(&rig.state_dir().join(r2_sync::app::LEDGER_FILE)).unwrap();
+    for s in &seeded {
+        ledger.update(s.id as u64, |e| e.retry_after = 0).unwrap();
+    }
+    drop(ledger);
+    let out = sync_via(&rig, &proxy).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    invariants::check_rig(&rig, &seeded).await;
+}
+
 #[tokio::test]
 async fn an_object_overwritten_mid_transfer_is_fetched_again_whole() {
     let rig = Rig::new().await;

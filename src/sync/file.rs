@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use slog::{info, o, warn, Logger};
+use slog::{debug, info, o, warn, Logger};
 use tokio_util::sync::CancellationToken;
 
 use super::download::{self, DownloadError};
@@ -33,6 +33,9 @@ pub(super) enum Trouble {
     Transient(String),
     /// The archive's filesystem is full: no point retrying within this pass.
     DiskFull(String),
+    /// Not attempted: this pass has given up on the bucket. No attempt is counted; the next
+    /// pass tries again.
+    Postponed(String),
     /// Shutdown: progress is checkpointed.
     Interrupted,
     /// The row is no longer approved.
@@ -234,7 +237,7 @@ impl Syncer {
             match self.fetch(entry, transfer).await {
                 Err(Trouble::Transient(reason)) => {
                     fruitless = if entry.bytes_done > before { 0 } else { fruitless + 1 };
-                    if fruitless >= IN_PASS_ATTEMPTS {
+                    if fruitless >= IN_PASS_ATTEMPTS || self.storage.is_down() {
                         return Err(Trouble::Transient(reason));
                     }
                     let pause = Duration::from_millis(250 << fruitless).mul_f64(rand::random_range(0.8..1.2));
@@ -274,6 +277,7 @@ impl Syncer {
             Err(StorageError::NotFound { .. }) => {
                 return Err(Trouble::Permanent("object is gone from the bucket".into()))
             }
+            Err(e @ StorageError::Down { .. }) => return Err(Trouble::Postponed(e.to_string())),
             Err(e) => return Err(Trouble::Transient(e.to_string())),
         };
         let temp = self.temp_path(entry)?;
@@ -352,6 +356,7 @@ impl Syncer {
         };
         match e {
             DownloadError::Interrupted => Trouble::Interrupted,
+            DownloadError::Storage(e @ StorageError::Down { .. }) => Trouble::Postponed(e.to_string()),
             DownloadError::Storage(StorageError::NotFound { .. }) => {
                 restart(entry);
                 Trouble::Permanent("object is gone from the bucket".into())
@@ -574,6 +579,11 @@ impl Syncer {
             Trouble::Interrupted => {
                 info!(log, "interrupted; progress kept"; "stage" => entry.stage.as_str(), "bytes" => entry.bytes_done);
                 FileOutcome::Skipped
+            }
+            Trouble::Postponed(reason) => {
+                debug!(log, "not attempted; waits for the next pass"; "stage" => entry.stage.as_str(), "error" => &reason);
+                entry.error = Some(reason);
+                FileOutcome::Deferred
             }
             Trouble::Transient(reason) | Trouble::DiskFull(reason) => {
                 entry.attempts += 1;

@@ -124,6 +124,7 @@ impl Syncer {
             self.dry_run().await;
             return report;
         }
+        self.storage.reset_breaker();
         if self.cfg.sync.shadow_dir.is_none() {
             report.settled = self.settle_owed().await;
         }
@@ -187,6 +188,11 @@ impl Syncer {
             report.add(outcome);
         }
         report.elapsed_ms = started.elapsed().as_millis() as u64;
+        if self.storage.is_down() {
+            warn!(self.log, "bucket unreachable: this pass stopped sending requests after {} without an answer; \
+                the files it did not reach wait for the next pass", crate::storage::TRIP_AFTER;
+                "deferred" => report.deferred, "error" => "no answer from the bucket");
+        }
         info!(self.log, "pass finished";
             "claimed" => report.claimed, "archived" => report.archived, "owed" => report.owed,
             "failed" => report.failed, "abandoned" => report.abandoned, "deferred" => report.deferred,
