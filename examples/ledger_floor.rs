@@ -9,7 +9,7 @@
 //! Usage: `ledger_floor <dir> <count> <in_flight> <rate>`
 
 use futures::{stream, StreamExt};
-use r2_sync::state::{Entry, Ledger, Stage};
+use r2_sync::state::{Entry, Ledger, Persist, Stage};
 
 fn entry(id: u64, dir: &str) -> Entry {
     let mut e = Entry::new(id, format!("small/f{id:04}.bin"));
@@ -39,15 +39,26 @@ async fn main() {
             async move {
                 tokio::time::sleep_until(start + std::time::Duration::from_secs_f64(id as f64 / rate)).await;
                 let mut e = entry(id, dir);
-                e.stage = Stage::Downloading;
-                ledger.commit_later(&e).expect("queued");
+                ledger
+                    .set(&mut e, Stage::Downloading, Persist::Soon)
+                    .await
+                    .expect("queued");
                 e.sha256 = Some(format!("{id:064x}"));
                 e.bytes_done = 100_000;
-                e.stage = Stage::Archived;
+                ledger
+                    .set(&mut e, Stage::Downloaded, Persist::WithNext)
+                    .await
+                    .expect("moved");
                 e.temp_path = None;
-                ledger.commit(&e).await.expect("committed");
-                e.stage = Stage::Done;
-                ledger.commit_later(&e).expect("queued");
+                ledger
+                    .set(&mut e, Stage::Archived, Persist::Now)
+                    .await
+                    .expect("committed");
+                ledger
+                    .set(&mut e, Stage::Recorded, Persist::WithNext)
+                    .await
+                    .expect("moved");
+                ledger.set(&mut e, Stage::Done, Persist::Soon).await.expect("queued");
             }
         })
         .await;

@@ -11,6 +11,7 @@ use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::server;
 use crate::state::Ledger;
+use crate::status;
 use crate::storage::Storage;
 
 /// The ledger's file name inside `STATE_DIR`.
@@ -19,7 +20,7 @@ pub const LEDGER_FILE: &str = "r2-sync.redb";
 pub async fn run(command: Command, cfg: Config, log: Logger) -> ExitCode {
     match command {
         Command::Check => check(&cfg).await,
-        Command::Status { json } => status(&cfg, json).await,
+        Command::Status { json, filters } => status(&cfg, json, &filters).await,
         Command::Sync { once } => sync(cfg, log, once).await,
         Command::Serve => server::commands::serve(cfg, log).await,
         Command::Token {
@@ -118,61 +119,109 @@ fn fail_line(name: &str, detail: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// The ledger's entries: from the file, or, while a running r2-sync holds it, from that
-/// process's `GET /status` on the health port.
-async fn ledger_entries(cfg: &Config) -> Result<Vec<crate::state::Entry>, String> {
-    match Ledger::open(&cfg.state_dir.join(LEDGER_FILE)) {
-        Ok(ledger) => ledger.all().map_err(|e| e.to_string()),
-        Err(crate::state::LedgerError::InUse { path }) => {
-            let port = cfg.server.health_port;
-            let (code, body) = server::commands::local_get(port, "/status")
-                .await
-                .map_err(|e| format!("ledger {path} is in use and /status on port {port} did not answer: {e}"))?;
-            if code != 200 {
-                return Err(format!(
-                    "ledger {path} is in use and /status on port {port} answered {code}"
-                ));
-            }
-            serde_json::from_slice(&body).map_err(|e| format!("/status on port {port}: {e}"))
-        }
+/// `r2-sync status`: read from the ledger file, or, while a running r2-sync holds it, from
+/// that process's `GET /status` on the health port (which answers the same).
+async fn status(cfg: &Config, json: bool, filters: &status::Filters) -> ExitCode {
+    let shown = match Ledger::open(&cfg.state_dir.join(LEDGER_FILE)) {
+        Ok(ledger) => local_status(&ledger, json, filters),
+        Err(crate::state::LedgerError::InUse { path }) => remote_status(cfg, &path, json, filters).await,
         Err(e) => Err(e.to_string()),
+    };
+    match shown {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("r2-sync: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-async fn status(cfg: &Config, json: bool) -> ExitCode {
-    let entries = match ledger_entries(cfg).await {
-        Ok(entries) => entries,
-        Err(e) => {
-            eprintln!("r2-sync: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+/// The limit a listing gets: as asked, or a screenful for a human.
+fn listing_query(json: bool, filters: &status::Filters) -> crate::state::Query {
+    let mut q = filters.query();
+    if !json {
+        q.limit.get_or_insert(status::HUMAN_LIMIT);
+    }
+    q
+}
+
+fn local_status(ledger: &Ledger, json: bool, filters: &status::Filters) -> Result<(), String> {
+    if !filters.lists() {
+        let summary = status::summary(ledger).map_err(|e| e.to_string())?;
+        print_summary(&summary, json);
+        return Ok(());
+    }
+    let q = listing_query(json, filters);
+    let mut shown = 0;
+    ledger
+        .scan(&q, |found| {
+            match found {
+                Ok(entry) => {
+                    print_entry(&entry, json);
+                    shown += 1;
+                }
+                Err(e) => eprintln!("r2-sync: {e}"),
+            }
+            true
+        })
+        .map_err(|e| e.to_string())?;
+    listing_footer(json, filters, shown);
+    Ok(())
+}
+
+async fn remote_status(cfg: &Config, path: &str, json: bool, filters: &status::Filters) -> Result<(), String> {
+    let port = cfg.server.health_port;
+    let mut query = filters.to_url_query();
+    if filters.lists() && !json && filters.limit.is_none() {
+        query = format!("{query}&limit={}", status::HUMAN_LIMIT);
+    }
+    let (code, body) = server::commands::local_get(port, &format!("/status?{query}"))
+        .await
+        .map_err(|e| format!("ledger {path} is in use and /status on port {port} did not answer: {e}"))?;
+    if code != 200 {
+        let body = String::from_utf8_lossy(&body);
+        return Err(format!(
+            "ledger {path} is in use and /status on port {port} answered {code}: {body}"
+        ));
+    }
+    if !filters.lists() {
+        let summary = serde_json::from_slice(&body).map_err(|e| format!("/status on port {port}: {e}"))?;
+        print_summary(&summary, json);
+        return Ok(());
+    }
+    let mut shown = 0;
+    for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let entry = serde_json::from_slice(line).map_err(|e| format!("/status on port {port}: {e}"))?;
+        print_entry(&entry, json);
+        shown += 1;
+    }
+    listing_footer(json, filters, shown);
+    Ok(())
+}
+
+fn print_summary(summary: &status::Summary, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(&entries).expect("entries serialise"));
-        return ExitCode::SUCCESS;
-    }
-    let mut counts = std::collections::BTreeMap::new();
-    for e in &entries {
-        *counts.entry(e.stage).or_insert(0) += 1;
-    }
-    let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
-    let summary = if summary.is_empty() {
-        "none".to_owned()
-    } else {
-        summary.join(" ")
-    };
-    println!("{} entries: {summary}", entries.len());
-    for e in &entries {
-        let detail = e.error.as_deref().unwrap_or("");
-        let path = e.archive_path.as_deref().unwrap_or("-");
         println!(
-            "{:>8}  {:<12} {:>12}  {path}  {detail}",
-            e.media_id,
-            e.stage.as_str(),
-            e.bytes_done
+            "{}",
+            serde_json::to_string_pretty(summary).expect("summaries serialise")
         );
+    } else {
+        print!("{}", status::render(summary));
     }
-    ExitCode::SUCCESS
+}
+
+fn print_entry(entry: &crate::state::Entry, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(entry).expect("entries serialise"));
+    } else {
+        println!("{}", status::line(entry));
+    }
+}
+
+fn listing_footer(json: bool, filters: &status::Filters, shown: usize) {
+    if !json && filters.limit.is_none() && shown == status::HUMAN_LIMIT {
+        println!("(the first {shown}; --limit N shows more, --json all)");
+    }
 }
 
 /// The shared parts every long-running command needs.

@@ -28,11 +28,13 @@ pub enum Command {
     },
     /// The file server alone.
     Serve,
-    /// What the ledger holds, by stage.
+    /// What the ledger holds: a summary, or with a filter the matching entries.
     Status {
-        /// Machine-readable output.
+        /// Machine-readable: the summary as JSON, or one JSON entry per line when filtering.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        filters: crate::status::Filters,
     },
     /// Validate the configuration and reach PostgreSQL, the bucket, ffprobe and the archive.
     Check,

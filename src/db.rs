@@ -425,31 +425,10 @@ impl Db {
     /// holds; our own unexpired leases are re-claimed (a restart resumes them). Row locks
     /// (`SKIP LOCKED`) keep two concurrent claims apart; the lease keeps them apart afterwards.
     pub async fn claim(&self, limit: u32, lease: Duration) -> Result<Vec<MediaRow>, DbError> {
-        let sql = format!(
-            "WITH candidates AS (
-                SELECT m.id FROM media m
-                WHERE m.status = $1 AND m.deleted_at IS NULL
-                  AND NOT EXISTS (SELECT 1 FROM {leases} l
-                                  WHERE l.media_id = m.id AND l.owner <> $2 AND l.expires_at > now())
-                ORDER BY m.approved_at ASC NULLS LAST, m.id ASC
-                LIMIT $3
-                FOR UPDATE OF m SKIP LOCKED),
-             leased AS (
-                INSERT INTO {leases} (media_id, owner, expires_at)
-                SELECT id, $2, now() + make_interval(secs => $4) FROM candidates
-                ON CONFLICT (media_id) DO UPDATE
-                    SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
-                    WHERE {leases}.owner = EXCLUDED.owner OR {leases}.expires_at <= now()
-                RETURNING media_id)
-             SELECT {cols} FROM media WHERE id IN (SELECT media_id FROM leased)
-             ORDER BY approved_at ASC NULLS LAST, id ASC",
-            leases = names::LEASES,
-            cols = MEDIA_COLUMNS,
-        );
         let client = self.client().await?;
         let rows = client
             .query(
-                &sql,
+                &claim_sql(),
                 &[
                     &names::STATUS_APPROVED,
                     &self.owner,
@@ -640,17 +619,45 @@ impl Db {
 
     /// The archived media at `archive_path`, for files archived before the ledger knew them.
     pub async fn archived_at_path(&self, archive_path: &str) -> Result<Option<MediaRow>, DbError> {
-        let sql = format!(
-            "SELECT {MEDIA_COLUMNS} FROM media WHERE archive_path = $1 AND status = $2 AND deleted_at IS NULL LIMIT 1"
-        );
         let row = self
             .client()
             .await?
-            .query_opt(&sql, &[&archive_path, &names::STATUS_ARCHIVED])
+            .query_opt(&archived_at_path_sql(), &[&archive_path, &names::STATUS_ARCHIVED])
             .await
             .map_err(self.query("find archived path"))?;
         Ok(row.as_ref().map(MediaRow::from_row))
     }
+}
+
+/// The claim's statement (`$1` approved, `$2` owner, `$3` limit, `$4` lease seconds); public
+/// so that a test can ask PostgreSQL how it plans it.
+pub fn claim_sql() -> String {
+    format!(
+        "WITH candidates AS (
+                SELECT m.id FROM media m
+                WHERE m.status = $1 AND m.deleted_at IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM {leases} l
+                                  WHERE l.media_id = m.id AND l.owner <> $2 AND l.expires_at > now())
+                ORDER BY m.approved_at ASC NULLS LAST, m.id ASC
+                LIMIT $3
+                FOR UPDATE OF m SKIP LOCKED),
+             leased AS (
+                INSERT INTO {leases} (media_id, owner, expires_at)
+                SELECT id, $2, now() + make_interval(secs => $4) FROM candidates
+                ON CONFLICT (media_id) DO UPDATE
+                    SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+                    WHERE {leases}.owner = EXCLUDED.owner OR {leases}.expires_at <= now()
+                RETURNING media_id)
+             SELECT {cols} FROM media WHERE id IN (SELECT media_id FROM leased)
+             ORDER BY approved_at ASC NULLS LAST, id ASC",
+        leases = names::LEASES,
+        cols = MEDIA_COLUMNS,
+    )
+}
+
+/// The fallback lookup's statement (`$1` archive path, `$2` archived).
+pub fn archived_at_path_sql() -> String {
+    format!("SELECT {MEDIA_COLUMNS} FROM media WHERE archive_path = $1 AND status = $2 AND deleted_at IS NULL LIMIT 1")
 }
 
 /// Why a row did not move to archived: this very change was applied before, or the row is

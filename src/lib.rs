@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod probe;
 pub mod server;
 pub mod shutdown;
+pub mod status;
 pub mod storage;
 pub mod sync;
 

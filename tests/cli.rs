@@ -95,7 +95,9 @@ async fn status_on_an_empty_ledger() {
     let out = rig.command(&["status", "--json"]).output().await.unwrap();
     assert!(out.status.success());
     let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(parsed, serde_json::json!([]));
+    assert_eq!(parsed["entries"], 0, "{parsed}");
+    assert_eq!(parsed["stages"], serde_json::json!({}));
+    assert_eq!(parsed["in_flight"], serde_json::json!([]));
 }
 
 #[tokio::test]
@@ -203,4 +205,74 @@ async fn a_wrong_bucket_is_named_no_such_bucket_and_fails_no_media() {
         );
         assert_eq!(common::invariants::audits(&rig, id, "media.sync_failed").await, 0);
     }
+}
+
+/// `status` at a glance: a summary of counts, what is in flight, what is owed and the latest
+/// failures; filters list entries (newest media first), as JSON lines with `--json`.
+#[tokio::test]
+async fn status_summarises_and_filters_the_ledger() {
+    use r2_sync::state::{Entry, Ledger, Stage};
+    let rig = Rig::new().await;
+    {
+        let ledger = Ledger::open(&rig.state_dir().join(r2_sync::app::LEDGER_FILE)).unwrap();
+        let at = |id: u64, stage: Stage, error: Option<&str>| {
+            let mut e = Entry::new(id, format!("uploads/{id}.mp4"));
+            e.archive_path = Some(format!("2026/12/{id}-clip.mp4"));
+            e.size = Some(1 << 20);
+            e.error = error.map(str::to_owned);
+            common::ledger::store_at(&ledger, &mut e, stage);
+        };
+        for id in 1..=3 {
+            at(id, Stage::Done, None);
+        }
+        at(4, Stage::Failed, Some("ffprobe rejected the file: moov atom not found"));
+        at(5, Stage::Failed, Some("object is gone from the bucket"));
+        at(6, Stage::Downloading, None);
+        at(7, Stage::Archived, None);
+    }
+    let status = |args: &[&str]| {
+        let mut all = vec!["status"];
+        all.extend_from_slice(args);
+        let mut cmd = rig.command(&all);
+        async move {
+            let out = cmd.output().await.unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+    let human = status(&[]).await;
+    assert!(
+        human.starts_with("7 entries: archived=1 done=3 downloading=1 failed=2\n"),
+        "{human}"
+    );
+    assert!(human.contains("in flight: 1\n"), "{human}");
+    assert!(human.contains("owed: 1 record(s)"), "{human}");
+    assert!(human.contains("moov atom not found"), "{human}");
+
+    let summary: serde_json::Value = serde_json::from_str(&status(&["--json"]).await).unwrap();
+    assert_eq!(summary["entries"], 7);
+    assert_eq!(summary["owed"]["records"], 1);
+    assert_eq!(summary["in_flight"][0]["media_id"], 6);
+    assert_eq!(summary["recent_failures"][0]["media_id"], 5, "newest first");
+
+    let lines =
+        |out: String| -> Vec<serde_json::Value> { out.lines().map(|l| serde_json::from_str(l).unwrap()).collect() };
+    let failed = lines(status(&["--failed", "--json"]).await);
+    let ids: Vec<u64> = failed.iter().map(|e| e["media_id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![5, 4]);
+    assert_eq!(failed[1]["error"], "ffprobe rejected the file: moov atom not found");
+    assert_eq!(lines(status(&["--stage", "done", "--json"]).await).len(), 3);
+    assert_eq!(
+        lines(status(&["--stage", "done", "--limit", "1", "--json"]).await).len(),
+        1
+    );
+    assert_eq!(lines(status(&["--since", "1h", "--json"]).await).len(), 7);
+    assert!(status(&["--since", "2099-01-01", "--json"]).await.is_empty());
+    let one = lines(status(&["--media-id", "7", "--json"]).await);
+    assert_eq!((one.len(), one[0]["stage"].as_str()), (1, Some("archived")));
+    let listed = status(&["--stage", "failed"]).await;
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+
+    let bad = rig.command(&["status", "--stage", "sideways"]).output().await.unwrap();
+    assert_eq!(bad.status.code(), Some(2), "a bad filter is a usage error");
 }

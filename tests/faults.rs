@@ -343,12 +343,11 @@ async fn a_lost_temp_file_is_fetched_again_never_replaced_by_what_sits_at_its_pa
 
     let syncer = rig.syncer(&[("VALIDATE_MEDIA", "false")]);
     let mut entry = r2_sync::state::Entry::new(s.id as u64, s.key.clone());
-    entry.stage = r2_sync::state::Stage::Downloaded;
     entry.archive_path = Some(rel.display().to_string());
     entry.temp_path = Some(rig.part(s.id).display().to_string());
     (entry.size, entry.bytes_done, entry.sha256) = (Some(s.size), s.size, Some(s.sha256.clone()));
     entry.etag = Some(rig.storage().head(&object_key(&s.key)).await.unwrap().etag);
-    syncer.ledger.put(&entry).unwrap();
+    common::ledger::store_at(&syncer.ledger, &mut entry, r2_sync::state::Stage::Downloaded);
 
     let shutdown = tokio_util::sync::CancellationToken::new();
     let first = syncer.pass(&shutdown).await;

@@ -103,7 +103,7 @@ async fn a_row_rejected_while_downloading_is_not_archived_and_stays_in_r2() {
         "object left in R2"
     );
     let entry = syncer.ledger.get(id as u64).unwrap().unwrap();
-    assert_eq!(entry.stage, r2_sync::state::Stage::Abandoned);
+    assert_eq!(entry.stage(), r2_sync::state::Stage::Abandoned);
     assert!(entry.error.unwrap().contains("rejected"));
     assert!(!part.exists(), "temp file removed");
     let archived: Vec<_> = std::fs::read_dir(rig.archive_dir())
@@ -131,10 +131,15 @@ async fn sigterm_mid_download_checkpoints_and_exits_promptly() {
     assert!(logs.contains("shutdown requested"), "{logs}");
     assert!(logs.contains("interrupted; progress kept"), "{logs}");
 
-    let status = rig.command(&["status", "--json"]).output().await.unwrap();
-    let entries: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(entries[0]["stage"], "downloading");
-    let done = entries[0]["bytes_done"].as_u64().unwrap();
+    let id_arg = id.to_string();
+    let status = rig
+        .command(&["status", "--json", "--media-id", &id_arg])
+        .output()
+        .await
+        .unwrap();
+    let entry: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(entry["stage"], "downloading");
+    let done = entry["bytes_done"].as_u64().unwrap();
     assert!(
         done > 0 && done == std::fs::metadata(&part).unwrap().len(),
         "checkpoint {done} matches the temp file"

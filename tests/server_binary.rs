@@ -323,18 +323,20 @@ async fn run_archives_on_its_first_pass_and_serves_what_it_archived() {
     // `status` while `run` holds the ledger asks the running process instead. The row turns
     // `archived` before the object is deleted, so the pass may still be finishing.
     let health_port = server.health.port().to_string();
-    let mut entries = Value::Null;
+    let mut entry = Value::Null;
+    let id_arg = id.to_string();
     for _ in 0..200 {
-        let (code, out, err) = run(rig.command(&["status", "--json"]).env("HEALTH_PORT", &health_port)).await;
+        let status = ["status", "--json", "--media-id", &id_arg];
+        let (code, out, err) = run(rig.command(&status).env("HEALTH_PORT", &health_port)).await;
         assert_eq!(code, Some(0), "{err}");
-        entries = serde_json::from_str(&out).unwrap();
-        if entries[0]["stage"] == "done" {
+        entry = serde_json::from_str(&out).unwrap();
+        if entry["stage"] == "done" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(entries[0]["media_id"], id);
-    assert_eq!(entries[0]["stage"], "done", "{entries}");
+    assert_eq!(entry["media_id"], id);
+    assert_eq!(entry["stage"], "done", "{entry}");
     let (code, out, _) = run(rig.command(&["status"]).env("HEALTH_PORT", &health_port)).await;
     assert_eq!(code, Some(0));
     assert!(out.starts_with("1 entries: done=1"), "{out}");

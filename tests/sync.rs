@@ -331,8 +331,13 @@ async fn shadow_failures_owe_nothing_and_dry_run_creates_nothing() {
     let (code, _) = sync_once(&rig, &[("SHADOW_DIR", shadow.to_str().unwrap())]).await;
     assert_eq!(code, Some(1), "the corrupt file is reported");
     let status = rig.command(&["status", "--json"]).output().await.unwrap();
-    let entries: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(entries[0]["stage"], "shadowed", "no failure record is owed: {entries}");
+    let summary: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        summary["stages"],
+        serde_json::json!({ "shadowed": 1 }),
+        "no failure record is owed: {summary}"
+    );
+    assert_eq!(summary["owed"]["failure_records"], 0, "{summary}");
     assert_eq!(row(&rig, id).await.0, "approved");
 
     // At cutover the file is judged anew and its failure recorded then.

@@ -74,7 +74,7 @@ async fn archived_path(cfg: &Config, media_id: u64) -> Result<Option<String>, St
         Ok(ledger) => {
             let entry = ledger.get(media_id).map_err(|e| e.to_string())?;
             if let Some(path) = entry
-                .filter(|e| e.stage.has_archived_file())
+                .filter(|e| e.stage().has_archived_file())
                 .and_then(|e| e.archive_path)
             {
                 return Ok(Some(path));
@@ -123,7 +123,8 @@ pub async fn healthcheck(port: u16) -> ExitCode {
 /// request (`Connection: close`, the server sends a Content-Length for these routes) keeps an
 /// HTTP client out of the binary.
 pub async fn local_get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    // HTTP/1.0: the answer ends with the connection, never chunked (`/status` streams).
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
     let answer = tokio::time::timeout(Duration::from_secs(3), async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
         stream.write_all(request.as_bytes()).await?;

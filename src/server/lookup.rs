@@ -53,7 +53,7 @@ pub fn from_ledger(ledger: &Ledger, rel: &str) -> Result<Option<Option<Archived>
     };
     let entry = ledger.get(media_id)?;
     Ok(Some(entry.and_then(|e| {
-        (e.stage.has_archived_file() && e.archive_path.as_deref() == Some(rel)).then_some(Archived {
+        (e.stage().has_archived_file() && e.archive_path.as_deref() == Some(rel)).then_some(Archived {
             media_id,
             content_type: e.content_type,
             original_filename: e.original_filename,

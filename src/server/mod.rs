@@ -265,13 +265,15 @@ fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
                 }
             })
             .map(tag(HttpRoute::Metrics));
+        let query = warp::query::raw().or(warp::any().map(String::new)).unify();
         let status = warp::path!("status")
             .and(warp::method())
+            .and(query)
             .and(with_shared)
-            .then(|m: Method, shared: Arc<Shared>| async move {
+            .then(|m: Method, query: String, shared: Arc<Shared>| async move {
                 match only_get(&m) {
                     Some(refused) => refused,
-                    None => scrape::status(&shared).await,
+                    None => scrape::status(&shared, &query).await,
                 }
             })
             .map(tag(HttpRoute::Status));

@@ -1,13 +1,15 @@
 //! The health listener's operator routes: `GET /metrics` (the ledger gauges refreshed with one
 //! read of the ledger per scrape, then every metric in the Prometheus text format) and
-//! `GET /status` (every ledger entry as JSON: what `r2-sync status` shows while this process
-//! holds the ledger).
+//! `GET /status` (the ledger's summary, or the entries a filter asks for: what `r2-sync
+//! status` shows while this process holds the ledger).
 
 use http::header::{HeaderValue, CONTENT_TYPE};
 use warp::reply::{Reply, Response};
 
+use bytes::Bytes;
+
 use super::Shared;
-use crate::metrics;
+use crate::{metrics, status};
 
 pub async fn metrics(shared: &Shared) -> Response {
     let ledger = shared.ledger.clone();
@@ -23,17 +25,53 @@ pub async fn metrics(shared: &Shared) -> Response {
     resp
 }
 
-pub async fn status(shared: &Shared) -> Response {
+/// `GET /status`: the summary as JSON, or with filters (`stage`, `failed`, `media_id`,
+/// `since`, `limit`: see [`status::Filters`]) the matching entries as JSON lines, streamed
+/// from the ledger as they are read.
+pub async fn status(shared: &Shared, query: &str) -> Response {
+    let filters = match status::Filters::from_url_query(query) {
+        Ok(filters) => filters,
+        Err(e) => return super::json(http::StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e })),
+    };
     let ledger = shared.ledger.clone();
-    match tokio::task::spawn_blocking(move || ledger.all()).await {
-        Ok(Ok(entries)) => warp::reply::json(&entries).into_response(),
-        Ok(Err(e)) => super::json(
-            http::StatusCode::INTERNAL_SERVER_ERROR,
-            &serde_json::json!({ "error": e.to_string() }),
-        ),
-        Err(e) => super::json(
-            http::StatusCode::INTERNAL_SERVER_ERROR,
-            &serde_json::json!({ "error": e.to_string() }),
-        ),
+    if !filters.lists() {
+        return match tokio::task::spawn_blocking(move || status::summary(&ledger)).await {
+            Ok(Ok(summary)) => warp::reply::json(&summary).into_response(),
+            Ok(Err(e)) => failed(&e.to_string()),
+            Err(e) => failed(&e.to_string()),
+        };
     }
+    let (lines, body) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let log = shared.log.clone();
+    tokio::task::spawn_blocking(move || {
+        let scanned = ledger.scan(&filters.query(), |found| {
+            let line = match found {
+                Ok(entry) => serde_json::to_vec(&entry),
+                Err(e) => serde_json::to_vec(&serde_json::json!({ "error": e.to_string() })),
+            };
+            let mut line = line.expect("entries serialise");
+            line.push(b'\n');
+            // False once the client went away: stop reading.
+            lines.blocking_send(Bytes::from(line)).is_ok()
+        });
+        if let Err(e) = scanned {
+            slog::warn!(log, "status: ledger unreadable"; "error" => %e);
+        }
+    });
+    let stream = futures::stream::unfold(body, |mut body| async move {
+        body.recv()
+            .await
+            .map(|line| (Ok::<_, std::convert::Infallible>(line), body))
+    });
+    let mut resp = warp::reply::stream(stream).into_response();
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    resp
+}
+
+fn failed(error: &str) -> Response {
+    super::json(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        &serde_json::json!({ "error": error }),
+    )
 }

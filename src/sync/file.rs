@@ -14,7 +14,7 @@ use super::{FileOutcome, Syncer};
 use crate::archive;
 use crate::db::MediaRow;
 use crate::probe::{self, ProbeSummary};
-use crate::state::{entry::now_secs, Entry, Stage};
+use crate::state::{entry::now_secs, Entry, Persist, Stage};
 use crate::storage::{ObjectKey, StorageError};
 
 /// Objects up to this size (by the row's `file_size`) are fetched whole by one GET.
@@ -119,7 +119,7 @@ impl Syncer {
         if entry.retry_after > now_secs() {
             return (FileOutcome::Skipped, false);
         }
-        let started = match (&row.object_key, entry.stage) {
+        let started = match (&row.object_key, entry.stage()) {
             // Before any request: a key that names no object fails the row, bucket untouched.
             (Err(e), Stage::Claimed) => Err(Trouble::Permanent(e.to_string())),
             _ => self.advance(&row, &mut entry, shutdown, transfers, &log).await,
@@ -128,7 +128,7 @@ impl Syncer {
             Ok(outcome) => outcome,
             Err(trouble) => self.handle(trouble, &mut entry, &log).await,
         };
-        (outcome, entry.stage.lease_done())
+        (outcome, entry.stage().lease_done())
     }
 
     /// The ledger entry to continue with: a new one, or the existing one unless it ended
@@ -136,8 +136,8 @@ impl Syncer {
     fn fresh_or_existing(&self, existing: Option<Entry>, row: &MediaRow) -> Entry {
         let id = row.id as u64;
         match existing {
-            Some(e) if !e.stage.is_terminal() => e,
-            Some(e) if e.stage == Stage::Shadowed && self.cfg.sync.shadow_dir.is_some() => e,
+            Some(e) if !e.stage().is_terminal() => e,
+            Some(e) if e.stage() == Stage::Shadowed && self.cfg.sync.shadow_dir.is_some() => e,
             _ => {
                 let mut e = Entry::new(id, row.r2_key.clone());
                 e.content_type = Some(row.content_type.clone());
@@ -155,11 +155,8 @@ impl Syncer {
 
     /// [`Self::save`] for a caller that logs the event itself.
     async fn commit_stage(&self, entry: &mut Entry, stage: Stage) -> Result<(), Trouble> {
-        debug_assert!(entry.stage.can_move_to(stage), "{} -> {}", entry.stage, stage);
-        entry.stage = stage;
-        entry.touch();
         self.ledger
-            .commit(entry)
+            .set(entry, stage, Persist::Now)
             .await
             .map_err(|e| Trouble::Transient(e.to_string()))
     }
@@ -173,7 +170,7 @@ impl Syncer {
         log: &Logger,
     ) -> Result<FileOutcome, Trouble> {
         let mut download = Download::Recorded;
-        if matches!(entry.stage, Stage::Claimed | Stage::Downloading) {
+        if matches!(entry.stage(), Stage::Claimed | Stage::Downloading) {
             if entry.archive_path.is_none() {
                 // Chosen now so that the ledger write saying "downloaded" also reserves it.
                 let rel = self.archive_path_for(row)?;
@@ -187,7 +184,7 @@ impl Syncer {
             };
             download = self.fetch_with_retries(entry, transfer).await?;
         }
-        if entry.stage == Stage::Downloaded {
+        if entry.stage() == Stage::Downloaded {
             let placed = self.place(row, entry, download, shutdown, log).await;
             if placed.is_err() && download == Download::Unrecorded {
                 // Neither in the ledger nor surely on disk: a later attempt fetches it again.
@@ -195,19 +192,19 @@ impl Syncer {
             }
             placed?;
         }
-        if entry.stage == Stage::Shadowed {
+        if entry.stage() == Stage::Shadowed {
             return Ok(FileOutcome::Archived);
         }
-        if entry.stage == Stage::Archived && !self.record(entry, log).await {
+        if entry.stage() == Stage::Archived && !self.record(entry, log).await {
             return Ok(FileOutcome::ArchivedRecordOwed);
         }
-        if entry.stage == Stage::Abandoned {
+        if entry.stage() == Stage::Abandoned {
             return Ok(FileOutcome::Abandoned);
         }
-        if entry.stage == Stage::Recorded && !self.delete_object(entry, log).await {
+        if entry.stage() == Stage::Recorded && !self.delete_object(entry, log).await {
             return Ok(FileOutcome::ArchivedDeleteOwed);
         }
-        Ok(if entry.stage == Stage::Done {
+        Ok(if entry.stage() == Stage::Done {
             FileOutcome::Archived
         } else {
             FileOutcome::Skipped
@@ -241,7 +238,7 @@ impl Syncer {
                         return Err(Trouble::Transient(reason));
                     }
                     let pause = Duration::from_millis(250 << fruitless).mul_f64(rand::random_range(0.8..1.2));
-                    warn!(log, "transfer attempt failed; retrying"; "stage" => entry.stage.as_str(),
+                    warn!(log, "transfer attempt failed; retrying"; "stage" => entry.stage().as_str(),
                         "error" => reason, "bytes" => entry.bytes_done, "retry_in_ms" => pause.as_millis() as u64);
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
@@ -294,7 +291,7 @@ impl Syncer {
         if entry.content_type.as_deref().is_none_or(str::is_empty) {
             entry.content_type = object.content_type.clone();
         }
-        self.store_later(entry, Stage::Downloading, log);
+        self.store_later(entry, Stage::Downloading, log).await;
         crate::fault::point("after_head");
         let snapshot = entry.clone();
         let ledger = &self.ledger;
@@ -303,10 +300,12 @@ impl Syncer {
         let checkpoint = move |bytes: u64| -> download::CheckpointFuture<'_> {
             let mut e = snapshot.clone();
             e.bytes_done = bytes;
-            e.touch();
             Box::pin(async move {
-                if ledger.commit(&e).await.is_ok() {
-                    durable.store(bytes, std::sync::atomic::Ordering::Relaxed);
+                match ledger.save(&mut e, Persist::Now).await {
+                    Ok(()) => durable.store(bytes, std::sync::atomic::Ordering::Relaxed),
+                    // The transfer goes on; a resume starts from the last checkpoint recorded.
+                    Err(err) => warn!(log, "checkpoint not recorded"; "stage" => "downloading", "bytes" => bytes,
+                        "error" => %err),
                 }
             })
         };
@@ -336,7 +335,10 @@ impl Syncer {
                 info!(log, "downloaded"; "stage" => "downloaded", "bytes" => object.size, "fetched" => done.fetched,
                     "elapsed_ms" => started.elapsed().as_millis() as u64);
                 let download = if done.whole {
-                    entry.stage = Stage::Downloaded;
+                    self.ledger
+                        .set(entry, Stage::Downloaded, Persist::WithNext)
+                        .await
+                        .map_err(|e| Trouble::Transient(e.to_string()))?;
                     Download::Unrecorded
                 } else {
                     self.save(entry, Stage::Downloaded, log).await?;
@@ -577,11 +579,11 @@ impl Syncer {
     async fn handle(&self, trouble: Trouble, entry: &mut Entry, log: &Logger) -> FileOutcome {
         match trouble {
             Trouble::Interrupted => {
-                info!(log, "interrupted; progress kept"; "stage" => entry.stage.as_str(), "bytes" => entry.bytes_done);
+                info!(log, "interrupted; progress kept"; "stage" => entry.stage().as_str(), "bytes" => entry.bytes_done);
                 FileOutcome::Skipped
             }
             Trouble::Postponed(reason) => {
-                debug!(log, "not attempted; waits for the next pass"; "stage" => entry.stage.as_str(), "error" => &reason);
+                debug!(log, "not attempted; waits for the next pass"; "stage" => entry.stage().as_str(), "error" => &reason);
                 entry.error = Some(reason);
                 FileOutcome::Deferred
             }
@@ -589,9 +591,11 @@ impl Syncer {
                 entry.attempts += 1;
                 entry.retry_after = now_secs() + backoff_secs(entry.attempts);
                 entry.error = Some(reason.clone());
-                entry.touch();
-                let _ = self.ledger.commit(entry).await;
-                warn!(log, "attempt failed; will retry"; "stage" => entry.stage.as_str(), "error" => reason,
+                if let Err(e) = self.ledger.save(entry, Persist::Now).await {
+                    // Unrecorded, the backoff starts over from the entry's last stored state.
+                    warn!(log, "ledger write failed"; "stage" => entry.stage().as_str(), "error" => %e);
+                }
+                warn!(log, "attempt failed; will retry"; "stage" => entry.stage().as_str(), "error" => reason,
                     "retry_in_s" => entry.retry_after.saturating_sub(now_secs()));
                 FileOutcome::Deferred
             }
@@ -618,7 +622,10 @@ impl Syncer {
             Trouble::Abandon(reason) => {
                 self.remove_temp(entry);
                 entry.error = Some(format!("{reason}; object left in the bucket"));
-                let _ = self.save(entry, Stage::Abandoned, log).await;
+                if self.save(entry, Stage::Abandoned, log).await.is_err() {
+                    // Not recorded: the next start-up's reconciliation abandons it again.
+                    warn!(log, "ledger write failed"; "stage" => "abandoned", "error" => "abandoned entry not recorded");
+                }
                 FileOutcome::Abandoned
             }
         }

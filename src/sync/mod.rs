@@ -183,7 +183,7 @@ impl Syncer {
             .filter(|(_, (_, done))| *done)
             .map(|(id, _)| *id)
             .collect();
-        let _ = self.db.release(&finished).await;
+        self.release(&finished).await;
         for (_, (outcome, _)) in outcomes {
             report.add(outcome);
         }
@@ -200,14 +200,28 @@ impl Syncer {
         report
     }
 
+    /// Keeps this pass's claims from expiring. A renewal that fails is logged: should
+    /// PostgreSQL stay away past the lease, another instance could claim rows in flight.
     fn renew_leases(&self, ids: Vec<i64>) -> tokio::task::JoinHandle<()> {
-        let db = self.db.clone();
+        let (db, log) = (self.db.clone(), self.log.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(LEASE_RENEW_EVERY).await;
-                let _ = db.renew(&ids, LEASE).await;
+                if let Err(e) = db.renew(&ids, LEASE).await {
+                    warn!(log, "lease renewal failed; retried in {} s", LEASE_RENEW_EVERY.as_secs();
+                        "error" => %e, "claimed" => ids.len());
+                }
             }
         })
+    }
+
+    /// Gives up the claims on rows that are finished. A release that fails only delays other
+    /// instances until the lease runs out.
+    pub(super) async fn release(&self, finished: &[i64]) {
+        if let Err(e) = self.db.release(finished).await {
+            warn!(self.log, "lease release failed; the claims expire on their own"; "error" => %e,
+                "claimed" => finished.len());
+        }
     }
 
     /// `DRY_RUN`: read what a pass would take and say so; change nothing anywhere.

@@ -7,7 +7,7 @@ use slog::{info, o, warn, Logger};
 
 use super::Syncer;
 use crate::db::Outcome;
-use crate::state::{Entry, Stage};
+use crate::state::{Entry, Persist, Stage};
 use crate::storage::ObjectKey;
 
 impl Syncer {
@@ -23,9 +23,7 @@ impl Syncer {
     }
 
     async fn store(&self, entry: &mut Entry, stage: Stage, log: &Logger) {
-        entry.stage = stage;
-        entry.touch();
-        stored(self.ledger.commit(entry).await, stage, log);
+        stored(self.ledger.set(entry, stage, Persist::Now).await, stage, log);
     }
 
     /// [`Self::store`] without waiting for the disk, for the stages whose loss in a crash is
@@ -33,10 +31,8 @@ impl Syncer {
     /// starts over) and Done (it follows idempotent steps, the record's compare-and-set and
     /// the delete, which then run again and find their work done). Saves every file two waits
     /// for a ledger fsync.
-    pub(super) fn store_later(&self, entry: &mut Entry, stage: Stage, log: &Logger) {
-        entry.stage = stage;
-        entry.touch();
-        stored(self.ledger.commit_later(entry), stage, log);
+    pub(super) async fn store_later(&self, entry: &mut Entry, stage: Stage, log: &Logger) {
+        stored(self.ledger.set(entry, stage, Persist::Soon).await, stage, log);
     }
 
     /// Archived → Recorded (or Abandoned). False when PostgreSQL could not be reached or
@@ -54,8 +50,10 @@ impl Syncer {
                 // Not written: the delete follows at once and writes Done, or this stage if it
                 // fails. A crash before that finds Archived and records again, which finds
                 // the record applied.
-                entry.stage = Stage::Recorded;
-                entry.touch();
+                if let Err(e) = self.ledger.set(entry, Stage::Recorded, Persist::WithNext).await {
+                    warn!(log, "ledger refused the move"; "stage" => "archived", "error" => %e);
+                    return false;
+                }
                 crate::fault::point("after_recorded");
                 true
             }
@@ -83,7 +81,7 @@ impl Syncer {
                 warn!(log, "delete refused: the key names no object; left in the bucket";
                     "stage" => "recorded", "error" => %e);
                 entry.error = Some(format!("{e}; nothing deleted from the bucket"));
-                self.store_later(entry, Stage::Done, log);
+                self.store_later(entry, Stage::Done, log).await;
                 return true;
             }
         };
@@ -91,13 +89,13 @@ impl Syncer {
             Ok(()) => {
                 crate::fault::point("after_delete");
                 entry.error = None;
-                self.store_later(entry, Stage::Done, log);
+                self.store_later(entry, Stage::Done, log).await;
                 true
             }
             Err(e) => {
                 warn!(log, "delete owed: bucket delete failed"; "stage" => "recorded", "error" => %e);
                 entry.error = Some(e.to_string());
-                let _ = self.ledger.commit(entry).await;
+                stored(self.ledger.save(entry, Persist::Now).await, entry.stage(), log);
                 false
             }
         }
@@ -127,7 +125,7 @@ impl Syncer {
 
     /// Applies every write the ledger says is owed. Returns how many entries moved on.
     pub async fn settle_owed(&self) -> usize {
-        let entries = match self.ledger.all() {
+        let entries = match self.ledger.active() {
             Ok(all) => all,
             Err(e) => {
                 warn!(self.log, "ledger unreadable; nothing settled"; "error" => %e);
@@ -138,10 +136,10 @@ impl Syncer {
         let mut finished = Vec::new();
         for mut entry in entries {
             let log = self.log.new(o!("media_id" => entry.media_id));
-            let moved = match entry.stage {
+            let moved = match entry.stage() {
                 Stage::Archived => {
                     self.record(&mut entry, &log).await && {
-                        entry.stage != Stage::Recorded || self.delete_object(&mut entry, &log).await
+                        entry.stage() != Stage::Recorded || self.delete_object(&mut entry, &log).await
                     }
                 }
                 Stage::Recorded => self.delete_object(&mut entry, &log).await,
@@ -150,12 +148,12 @@ impl Syncer {
             };
             if moved {
                 settled += 1;
-                if entry.stage.lease_done() {
+                if entry.stage().lease_done() {
                     finished.push(entry.media_id as i64);
                 }
             }
         }
-        let _ = self.db.release(&finished).await;
+        self.release(&finished).await;
         // What it settled is on disk before it says so (the last stages are queued).
         if let Err(e) = self.ledger.flush().await {
             warn!(self.log, "ledger write failed"; "error" => %e);

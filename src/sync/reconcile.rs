@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use slog::info;
+use slog::{info, warn};
 
 use super::Syncer;
 use crate::archive;
-use crate::state::Stage;
+use crate::state::{Persist, Stage};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Reconciled {
@@ -30,10 +30,18 @@ impl Syncer {
             abandoned: self.abandon_unclaimable().await,
             ..Reconciled::default()
         };
-        let entries = self.ledger.all().unwrap_or_default();
+        let entries = match self.ledger.active() {
+            Ok(entries) => entries,
+            Err(e) => {
+                // Without the ledger no temp file can be told from an orphan: touch none.
+                warn!(self.log, "reconcile: ledger unreadable; temp files and partial downloads left as they are";
+                    "error" => %e);
+                return done;
+            }
+        };
         let live: Vec<PathBuf> = entries
             .iter()
-            .filter(|e| matches!(e.stage, Stage::Claimed | Stage::Downloading | Stage::Downloaded))
+            .filter(|e| matches!(e.stage(), Stage::Claimed | Stage::Downloading | Stage::Downloaded))
             .filter_map(|e| e.temp_path.as_ref().map(PathBuf::from))
             .collect();
         for orphan in orphan_temp_files(self.cfg.target_dir(), self.db.owner(), &live) {
@@ -42,7 +50,7 @@ impl Syncer {
                 done.orphans_removed += 1;
             }
         }
-        for mut entry in entries.into_iter().filter(|e| e.stage == Stage::Downloading) {
+        for mut entry in entries.into_iter().filter(|e| e.stage() == Stage::Downloading) {
             let on_disk = entry
                 .temp_path
                 .as_deref()
@@ -52,8 +60,11 @@ impl Syncer {
                 info!(self.log, "reconcile: partial download shorter than recorded; restarting it";
                     "media_id" => entry.media_id, "bytes" => entry.bytes_done);
                 entry.bytes_done = 0;
-                let _ = self.ledger.put(&entry);
-                done.partials_reset += 1;
+                match self.ledger.save(&mut entry, Persist::Now).await {
+                    Ok(()) => done.partials_reset += 1,
+                    Err(e) => warn!(self.log, "ledger write failed"; "media_id" => entry.media_id,
+                        "stage" => "downloading", "error" => %e),
+                }
             } else {
                 info!(self.log, "reconcile: partial download will resume";
                     "media_id" => entry.media_id, "bytes" => entry.bytes_done);
@@ -76,12 +87,16 @@ impl Syncer {
         if self.cfg.sync.shadow_dir.is_some() {
             return 0;
         }
-        let pending = self
-            .ledger
-            .all()
-            .unwrap_or_default()
+        let pending = match self.ledger.active() {
+            Ok(entries) => entries,
+            Err(e) => {
+                warn!(self.log, "reconcile: ledger unreadable; nothing abandoned"; "error" => %e);
+                return 0;
+            }
+        };
+        let pending = pending
             .into_iter()
-            .filter(|e| matches!(e.stage, Stage::Claimed | Stage::Downloading | Stage::Downloaded));
+            .filter(|e| matches!(e.stage(), Stage::Claimed | Stage::Downloading | Stage::Downloaded));
         let mut abandoned = 0;
         for mut entry in pending {
             let reason = match self.db.row(entry.media_id as i64).await {
@@ -96,9 +111,10 @@ impl Syncer {
             info!(self.log, "reconcile: row no longer approved; abandoned"; "media_id" => entry.media_id,
                 "stage" => "abandoned", "error" => &reason);
             entry.error = Some(format!("{reason}; object left in the bucket"));
-            entry.stage = Stage::Abandoned;
-            if self.ledger.commit(&entry).await.is_ok() {
-                abandoned += 1;
+            match self.ledger.set(&mut entry, Stage::Abandoned, Persist::Now).await {
+                Ok(()) => abandoned += 1,
+                Err(e) => warn!(self.log, "ledger write failed"; "media_id" => entry.media_id,
+                    "stage" => "abandoned", "error" => %e),
             }
         }
         abandoned

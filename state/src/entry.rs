@@ -53,6 +53,20 @@ impl Stage {
         Stage::Shadowed,
     ];
 
+    /// The stages a new (`claimed`) entry moves through to reach `self`, the way the
+    /// pipeline would (for tests and tools that build entries through the ledger).
+    pub fn way_from_claimed(self) -> Vec<Stage> {
+        use Stage::*;
+        let pipeline = &Stage::ALL[..6];
+        match self {
+            FailPending => vec![FailPending],
+            Failed => vec![FailPending, Failed],
+            Abandoned => vec![Abandoned],
+            Shadowed => vec![Shadowed],
+            _ => pipeline[..=pipeline.iter().position(|s| *s == self).expect("a pipeline stage")].to_vec(),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Claimed => "claimed",
@@ -116,10 +130,21 @@ pub fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// A stage change the stage machine does not allow (see [`Stage::can_move_to`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("media {media_id}: the ledger refuses to move it from {from} to {to}")]
+pub struct IllegalMove {
+    pub media_id: u64,
+    pub from: Stage,
+    pub to: Stage,
+}
+
+/// A file's record. Its stage is private: it moves only through [`crate::Ledger::set`], which
+/// checks every move against [`Stage::can_move_to`], in release builds too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub media_id: u64,
-    pub stage: Stage,
+    stage: Stage,
     /// The object key in the bucket (untrusted text from the database).
     pub r2_key: String,
     /// The object's ETag when the download started; a resume is guarded by it.
@@ -179,13 +204,40 @@ impl Entry {
         }
     }
 
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// An entry read back from storage at `stage` (not a move).
+    pub(crate) fn set_stage_from_storage(&mut self, stage: Stage) {
+        self.stage = stage;
+    }
+
     pub fn touch(&mut self) {
         self.updated_at = now_secs();
     }
 
-    /// Forget any partial download: the next attempt starts from byte zero.
+    /// Where a stage changes, checked (callers: [`crate::Ledger::set`], and
+    /// [`Self::restart_download`] for the download stages' way back to `claimed`).
+    pub(crate) fn move_to(&mut self, to: Stage) -> Result<(), IllegalMove> {
+        if !self.stage.can_move_to(to) {
+            return Err(IllegalMove {
+                media_id: self.media_id,
+                from: self.stage,
+                to,
+            });
+        }
+        self.stage = to;
+        self.touch();
+        Ok(())
+    }
+
+    /// Forget any partial download: the next attempt starts from byte zero, from `claimed`
+    /// (where the download stages may always return; an entry past them keeps its stage).
     pub fn restart_download(&mut self) {
-        self.stage = Stage::Claimed;
+        if self.stage.can_move_to(Stage::Claimed) {
+            self.stage = Stage::Claimed;
+        }
         self.etag = None;
         self.size = None;
         self.bytes_done = 0;

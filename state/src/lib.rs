@@ -1,26 +1,34 @@
 //! The r2-sync ledger: what stage every media file's sync has reached, kept in an embedded
 //! redb database under `STATE_DIR`, so a restart resumes where the last run stopped.
 //!
-//! Each entry is a small JSON document keyed by media id (JSON so that fields can be added
-//! without a migration). A second table maps archive paths to media ids for the file server.
+//! What is in flight is kept apart from what is finished (see [`tables`]), and counts per
+//! stage are kept on write, so a pass, a scrape or a start-up costs what is in flight, not
+//! what the archive holds. Entries in flight are small JSON documents (fields can be added
+//! without a migration); finished ones are compact records ([`done`]). A ledger written by an
+//! older version is migrated when opened ([`migrate`]).
 //! This crate does no network or file I/O besides its own database.
 
+pub mod done;
 pub mod entry;
+mod migrate;
+mod query;
+pub mod tables;
+mod writer;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase};
 use thiserror::Error;
 
-pub use entry::{Entry, Stage};
-
-const ENTRIES: TableDefinition<u64, &str> = TableDefinition::new("entries");
-const PATHS: TableDefinition<&str, u64> = TableDefinition::new("archive_paths");
+pub use entry::{Entry, IllegalMove, Stage};
+pub use query::Query;
+use tables::{Tables, COUNTS};
+use writer::{Job, Reply};
 
 #[derive(Debug, Error)]
 pub enum LedgerError {
@@ -32,6 +40,11 @@ pub enum LedgerError {
         #[source]
         source: redb::DatabaseError,
     },
+    #[error(
+        "ledger {path}: written by a newer r2-sync (format {format}); this version reads format {}",
+        tables::FORMAT
+    )]
+    Newer { path: String, format: u64 },
     #[error("ledger: {op} failed: {source}")]
     Storage {
         op: &'static str,
@@ -42,12 +55,10 @@ pub enum LedgerError {
     Batch(String),
     #[error("ledger: opened read-only (DRY_RUN), nothing is written")]
     ReadOnly,
-    #[error("ledger: entry for media {media_id} is unreadable: {source}")]
-    Corrupt {
-        media_id: u64,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error("ledger: entry for media {media_id} is unreadable: {reason}")]
+    Corrupt { media_id: u64, reason: String },
+    #[error(transparent)]
+    IllegalMove(#[from] IllegalMove),
 }
 
 pub type Result<T> = std::result::Result<T, LedgerError>;
@@ -56,12 +67,25 @@ fn storage<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> LedgerEr
     move |e| LedgerError::Storage { op, source: e.into() }
 }
 
+/// How durable a change must be before [`Ledger::set`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// On disk (the group commit's fsync) before it returns.
+    Now,
+    /// Queued for the next group commit; returns at once. For a change whose loss in a crash
+    /// is harmless because the step before it is idempotent (the entry then resumes from the
+    /// previous stage and repeats that step). Entries are committed in the order queued, so
+    /// a later write of the same entry wins.
+    Soon,
+    /// Not written: the next write of this entry carries it. For a step a crash may undo
+    /// because what it stands for is not durable yet either.
+    WithNext,
+}
+
 /// The ledger. Cheap to share behind an `Arc`.
 ///
-/// Every stage change is committed with immediate durability. Commits from concurrent
-/// callers are grouped: a writer thread takes whatever entries are waiting, writes them in one
-/// transaction with one fsync, and only then answers each caller. Many files in flight thus
-/// cost one fsync per batch instead of one per entry.
+/// Every write goes through one writer thread that groups concurrent commits (see
+/// [`writer`]); every stage change goes through [`Ledger::set`].
 pub struct Ledger {
     db: Store,
     /// Write transactions committed by the writer thread since the ledger was opened.
@@ -77,44 +101,12 @@ enum Store {
 }
 
 impl Store {
-    fn begin_read(&self) -> std::result::Result<redb::ReadTransaction, redb::TransactionError> {
+    fn begin_read(&self) -> Result<redb::ReadTransaction> {
         match self {
             Store::Writable(db) => db.begin_read(),
             Store::ReadOnly(db) => db.begin_read(),
         }
-    }
-}
-
-/// Entries waiting for the next group commit, at most this many per transaction.
-const MAX_BATCH: usize = 512;
-/// How long entries nobody waits for ([`Ledger::commit_later`]) are held for a commit someone
-/// waits for to carry them, before they are committed on their own.
-const HOLD_LAZY: Duration = Duration::from_millis(250);
-/// Commits start at least this far apart: under load the writer would otherwise commit
-/// whatever arrived during the last fsync, many small batches each paying a whole commit
-/// (most of its CPU); a lone commit after a quiet spell goes at once.
-const COMMIT_SPACING: Duration = Duration::from_millis(5);
-
-struct Job {
-    /// None: nothing to write, only a reply once everything queued before is committed.
-    entry: Option<Entry>,
-    reply: Reply,
-}
-
-enum Reply {
-    Blocking(mpsc::Sender<Result<()>>),
-    Async(oneshot::Sender<Result<()>>),
-    /// Nobody waits: see [`Ledger::commit_later`].
-    None,
-}
-
-impl Reply {
-    fn send(self, result: Result<()>) {
-        match self {
-            Reply::Blocking(tx) => drop(tx.send(result)),
-            Reply::Async(tx) => drop(tx.send(result)),
-            Reply::None => {}
-        }
+        .map_err(storage("begin read"))
     }
 }
 
@@ -123,122 +115,28 @@ impl Drop for Ledger {
         // Closing the queue ends the writer; wait for it so the file is released on return.
         self.queue.take();
         if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
-        }
-    }
-}
-
-fn run_writer(db: Arc<Database>, queue: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
-    let mut batch: Vec<Job> = Vec::new();
-    // When the batch must be committed even if nobody else asks: the oldest held lazy
-    // entry's limit, or the spacing after the last commit once someone waits.
-    let mut deadline: Option<Instant> = None;
-    let mut next_commit = Instant::now();
-    loop {
-        let next = match deadline {
-            None => queue.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            Some(at) => queue.recv_timeout(at.saturating_duration_since(Instant::now())),
-        };
-        let closed = match next {
-            Ok(job) => {
-                batch.push(job);
-                false
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => false,
-            Err(mpsc::RecvTimeoutError::Disconnected) => true,
-        };
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+            if writer.join().is_err() {
+                // Its panic was already printed by the panic hook; nothing is left to release.
+                eprintln!("ledger: the writer thread panicked");
             }
         }
-        let now = Instant::now();
-        let full = closed || batch.len() >= MAX_BATCH;
-        let waited_for = batch.iter().any(|job| !matches!(job.reply, Reply::None));
-        if waited_for && !full && now < next_commit {
-            // Nothing that arrives before then can change that this batch commits then
-            // (unless it fills, which the queue can wait for): sleep instead of waking for
-            // every entry queued meanwhile, a thread switch each under load.
-            std::thread::sleep(next_commit - now);
-            deadline = Some(next_commit);
-            continue;
-        }
-        let due = deadline.is_some_and(|at| now >= at);
-        if !(waited_for || full || due) {
-            deadline.get_or_insert(now + HOLD_LAZY);
-            continue;
-        }
-        deadline = None;
-        if commit_batch(&db, std::mem::take(&mut batch)) {
-            commits.fetch_add(1, Ordering::Relaxed);
-        }
-        next_commit = Instant::now() + COMMIT_SPACING;
-        if closed {
-            return;
-        }
     }
 }
 
-/// Writes a batch in one transaction and answers everyone in it; false when there was
-/// nothing to write.
-fn commit_batch(db: &Database, batch: Vec<Job>) -> bool {
-    // A batch of flushes alone has nothing to write: everything queued before them was
-    // committed by earlier batches of this same thread.
-    if batch.iter().all(|job| job.entry.is_none()) {
-        batch.into_iter().for_each(|job| job.reply.send(Ok(())));
-        return false;
-    }
-    let result = write_txn(db, Durability::Immediate, |entries, paths| {
-        batch
-            .iter()
-            .filter_map(|job| job.entry.as_ref())
-            .try_for_each(|entry| apply(entries, paths, entry))
-    });
-    let shared = result.as_ref().map(|_| ()).map_err(ToString::to_string);
-    for job in batch {
-        job.reply.send(shared.clone().map_err(LedgerError::Batch));
-    }
-    true
-}
-
-/// One write transaction over both tables.
-fn write_txn<T>(
-    db: &Database,
-    durability: Durability,
-    f: impl FnOnce(&mut redb::Table<u64, &str>, &mut redb::Table<&str, u64>) -> Result<T>,
-) -> Result<T> {
+/// One write transaction over every table.
+fn write_txn<T>(db: &Database, durability: Durability, f: impl FnOnce(&mut Tables<'_>) -> Result<T>) -> Result<T> {
     let mut txn = db.begin_write().map_err(storage("begin write"))?;
     txn.set_durability(durability).map_err(storage("set durability"))?;
     let out = {
-        let mut entries = txn.open_table(ENTRIES).map_err(storage("open entries"))?;
-        let mut paths = txn.open_table(PATHS).map_err(storage("open paths"))?;
-        f(&mut entries, &mut paths)?
+        let mut tables = Tables::open(&txn)?;
+        f(&mut tables)?
     };
     txn.commit().map_err(storage("commit"))?;
     Ok(out)
 }
 
-/// Stores `entry`, keeping the path index in step.
-fn apply(entries: &mut redb::Table<u64, &str>, paths: &mut redb::Table<&str, u64>, entry: &Entry) -> Result<()> {
-    let json = serde_json::to_string(entry).expect("ledger entries always serialise");
-    let old = entries
-        .insert(entry.media_id, json.as_str())
-        .map_err(storage("insert"))?
-        .map(|raw| decode(entry.media_id, raw.value()))
-        .transpose()?;
-    let old_path = old.and_then(|o| o.archive_path);
-    if old_path != entry.archive_path {
-        if let Some(old_path) = old_path {
-            paths.remove(old_path.as_str()).map_err(storage("unindex path"))?;
-        }
-    }
-    if let Some(path) = &entry.archive_path {
-        paths
-            .insert(path.as_str(), entry.media_id)
-            .map_err(storage("index path"))?;
-    }
-    Ok(())
+fn gone() -> LedgerError {
+    LedgerError::Batch("the writer thread is gone".into())
 }
 
 impl std::fmt::Debug for Ledger {
@@ -248,41 +146,60 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl Ledger {
-    /// Opens (or creates) the ledger file. Fails with [`LedgerError::InUse`] when another
-    /// process holds it.
+    /// Opens (or creates) the ledger file, migrating one an older version wrote. Fails with
+    /// [`LedgerError::InUse`] when another process holds it.
     pub fn open(path: &Path) -> Result<Self> {
         let shown = path.display().to_string();
-        let db = Database::create(path).map_err(|source| match source {
+        let mut db = Database::create(path).map_err(|source| match source {
             redb::DatabaseError::DatabaseAlreadyOpen => LedgerError::InUse { path: shown.clone() },
             source => LedgerError::Open {
                 path: shown.clone(),
                 source,
             },
         })?;
+        migrate::to_current(&mut db, &shown)?;
         Self::writable(db)
     }
 
     /// A ledger that lives in memory only, gone when dropped (`DRY_RUN` without a ledger).
     pub fn in_memory() -> Result<Self> {
-        let db = Database::builder()
+        let mut db = Self::memory_db()?;
+        migrate::to_current(&mut db, "(in memory)")?;
+        Self::writable(db)
+    }
+
+    fn memory_db() -> Result<Database> {
+        Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|source| LedgerError::Open {
                 path: "(in memory)".into(),
                 source,
-            })?;
-        Self::writable(db)
+            })
     }
 
     /// The ledger at `path`, readable only: nothing in the file changes (`DRY_RUN`). Every
-    /// write answers [`LedgerError::ReadOnly`]. A file that needs recovery is refused.
+    /// write answers [`LedgerError::ReadOnly`]. A file that needs recovery is refused; one an
+    /// older version wrote is read into memory in this version's layout.
     pub fn open_read_only(path: &Path) -> Result<Self> {
         let shown = path.display().to_string();
         let db = redb::ReadOnlyDatabase::open(path).map_err(|source| match source {
             redb::DatabaseError::DatabaseAlreadyOpen => LedgerError::InUse { path: shown.clone() },
-            source => LedgerError::Open { path: shown, source },
+            source => LedgerError::Open {
+                path: shown.clone(),
+                source,
+            },
         })?;
+        let db = match migrate::format_of(&db)? {
+            1 => {
+                let copy = Self::memory_db()?;
+                migrate::copy_v1(&db, &copy)?;
+                Store::Writable(Arc::new(copy))
+            }
+            tables::FORMAT => Store::ReadOnly(db),
+            format => return Err(LedgerError::Newer { path: shown, format }),
+        };
         Ok(Self {
-            db: Store::ReadOnly(db),
+            db,
             commits: Arc::default(),
             queue: None,
             writer: None,
@@ -291,14 +208,13 @@ impl Ledger {
 
     fn writable(db: Database) -> Result<Self> {
         let db = Arc::new(db);
-        write_txn(&db, Durability::Immediate, |_, _| Ok(()))?;
         let (queue, jobs) = mpsc::channel();
         let for_writer = Arc::clone(&db);
         let commits = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&commits);
         let writer = std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || run_writer(for_writer, jobs, counted))
+            .spawn(move || writer::run(for_writer, jobs, counted))
             .map_err(|e| LedgerError::Batch(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             db: Store::Writable(db),
@@ -308,17 +224,6 @@ impl Ledger {
         })
     }
 
-    fn write<T>(
-        &self,
-        durability: Durability,
-        f: impl FnOnce(&mut redb::Table<u64, &str>, &mut redb::Table<&str, u64>) -> Result<T>,
-    ) -> Result<T> {
-        match &self.db {
-            Store::Writable(db) => write_txn(db, durability, f),
-            Store::ReadOnly(_) => Err(LedgerError::ReadOnly),
-        }
-    }
-
     fn enqueue(&self, entry: Option<&Entry>, reply: Reply) -> Result<()> {
         let queue = self.queue.as_ref().ok_or(LedgerError::ReadOnly)?;
         queue
@@ -326,7 +231,60 @@ impl Ledger {
                 entry: entry.cloned(),
                 reply,
             })
-            .map_err(|_| LedgerError::Batch("the writer thread is gone".into()))
+            .map_err(|_| gone())
+    }
+
+    async fn commit(&self, entry: Option<&Entry>) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(entry, Reply::Async(tx))?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    fn commit_blocking(&self, entry: &Entry) -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        self.enqueue(Some(entry), Reply::Blocking(tx))?;
+        rx.recv().map_err(|_| gone())?
+    }
+
+    /// Moves `entry` to stage `to` (or keeps it where it is, `to` being its stage) and stores
+    /// it as durably as `persist` says. The only way an entry changes stage: a move the stage
+    /// machine does not allow ([`Stage::can_move_to`]) is refused, the entry unchanged.
+    pub async fn set(&self, entry: &mut Entry, to: Stage, persist: Persist) -> Result<()> {
+        entry.move_to(to)?;
+        match persist {
+            Persist::Now => self.commit(Some(entry)).await,
+            Persist::Soon => self.enqueue(Some(entry), Reply::None),
+            Persist::WithNext => Ok(()),
+        }
+    }
+
+    /// [`Ledger::set`] with [`Persist::Now`] for code that is not async: blocks the thread.
+    pub fn set_blocking(&self, entry: &mut Entry, to: Stage) -> Result<()> {
+        entry.move_to(to)?;
+        self.commit_blocking(entry)
+    }
+
+    /// Stores `entry` at the stage it is at (progress, attempts, an error), as durably as
+    /// `persist` says.
+    pub async fn save(&self, entry: &mut Entry, persist: Persist) -> Result<()> {
+        self.set(entry, entry.stage(), persist).await
+    }
+
+    /// Waits until everything queued so far ([`Persist::Soon`]) is on disk.
+    pub async fn flush(&self) -> Result<()> {
+        self.commit(None).await
+    }
+
+    /// Reads, changes and stores one entry durably, at its stage; `None` when it does not
+    /// exist. Blocks the thread.
+    pub fn update(&self, media_id: u64, change: impl FnOnce(&mut Entry)) -> Result<Option<Entry>> {
+        let Some(mut entry) = self.get(media_id)? else {
+            return Ok(None);
+        };
+        change(&mut entry);
+        let stage = entry.stage();
+        self.set_blocking(&mut entry, stage)?;
+        Ok(Some(entry))
     }
 
     /// Group commits written since the ledger was opened (each one transaction, one fsync).
@@ -335,100 +293,67 @@ impl Ledger {
     }
 
     pub fn get(&self, media_id: u64) -> Result<Option<Entry>> {
-        let txn = self.db.begin_read().map_err(storage("begin read"))?;
-        let table = txn.open_table(ENTRIES).map_err(storage("open entries"))?;
-        let Some(raw) = table.get(media_id).map_err(storage("get"))? else {
-            return Ok(None);
-        };
-        decode(media_id, raw.value()).map(Some)
-    }
-
-    /// Stores an entry durably (fsync before returning), keeping the path index in step.
-    /// Blocks the calling thread; async code uses [`Ledger::commit`].
-    pub fn put(&self, entry: &Entry) -> Result<()> {
-        let (tx, rx) = mpsc::channel();
-        self.enqueue(Some(entry), Reply::Blocking(tx))?;
-        rx.recv()
-            .map_err(|_| LedgerError::Batch("the writer thread is gone".into()))?
-    }
-
-    /// [`Ledger::put`] for async callers: waits for the group commit without blocking a thread.
-    pub async fn commit(&self, entry: &Entry) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.enqueue(Some(entry), Reply::Async(tx))?;
-        rx.await
-            .map_err(|_| LedgerError::Batch("the writer thread is gone".into()))?
-    }
-
-    /// Waits until everything queued so far (see [`Ledger::commit_later`]) is on disk.
-    pub async fn flush(&self) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.enqueue(None, Reply::Async(tx))?;
-        rx.await
-            .map_err(|_| LedgerError::Batch("the writer thread is gone".into()))?
-    }
-
-    /// Queues an entry for the next group commit and returns at once, for a stage whose loss
-    /// in a crash is harmless because the step before it is idempotent (the entry then
-    /// resumes from the previous stage and repeats that step). Entries are committed in the
-    /// order they were queued, so a later [`Ledger::commit`] of the same entry wins.
-    pub fn commit_later(&self, entry: &Entry) -> Result<()> {
-        self.enqueue(Some(entry), Reply::None)
-    }
-
-    /// Reads, changes and stores one entry durably; `None` when it does not exist.
-    pub fn update(&self, media_id: u64, change: impl FnOnce(&mut Entry)) -> Result<Option<Entry>> {
-        let Some(mut entry) = self.get(media_id)? else {
-            return Ok(None);
-        };
-        change(&mut entry);
-        entry.touch();
-        self.put(&entry)?;
-        Ok(Some(entry))
+        tables::get(&self.db.begin_read()?, media_id)
     }
 
     pub fn remove(&self, media_id: u64) -> Result<()> {
-        self.write(Durability::Immediate, |entries, paths| {
-            if let Some(raw) = entries.remove(media_id).map_err(storage("remove"))? {
-                if let Some(path) = decode(media_id, raw.value())?.archive_path {
-                    paths.remove(path.as_str()).map_err(storage("unindex path"))?;
-                }
-            }
-            Ok(())
-        })
+        match &self.db {
+            Store::Writable(db) => write_txn(db, Durability::Immediate, |t| t.remove(media_id)),
+            Store::ReadOnly(_) => Err(LedgerError::ReadOnly),
+        }
     }
 
     /// The media id whose archived file lives at `archive_path` (relative to the archive).
     pub fn media_for_path(&self, archive_path: &str) -> Result<Option<u64>> {
-        let txn = self.db.begin_read().map_err(storage("begin read"))?;
-        let table = txn.open_table(PATHS).map_err(storage("open paths"))?;
-        Ok(table.get(archive_path).map_err(storage("get path"))?.map(|v| v.value()))
+        tables::media_for_path(&self.db.begin_read()?, archive_path)
     }
 
-    /// Every entry, in media id order.
-    pub fn all(&self) -> Result<Vec<Entry>> {
-        let txn = self.db.begin_read().map_err(storage("begin read"))?;
-        let table = txn.open_table(ENTRIES).map_err(storage("open entries"))?;
+    /// Every entry still in flight (not `done`, `failed`, `abandoned` or `shadowed`), in media
+    /// id order: what a pass settles and a start-up reconciles.
+    pub fn active(&self) -> Result<Vec<Entry>> {
+        let q = Query {
+            stages: Stage::ALL.into_iter().filter(|s| !s.is_terminal()).collect(),
+            ..Query::default()
+        };
         let mut out = Vec::new();
-        for row in table.iter().map_err(storage("iterate"))? {
-            let (k, v) = row.map_err(storage("iterate"))?;
-            out.push(decode(k.value(), v.value())?);
+        let mut failed = None;
+        self.scan(&q, |found| match found {
+            Ok(entry) => {
+                out.push(entry);
+                true
+            }
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
         }
+        out.reverse();
         Ok(out)
     }
 
-    /// How many entries sit at each stage.
-    pub fn counts(&self) -> Result<std::collections::BTreeMap<Stage, usize>> {
-        let mut counts = std::collections::BTreeMap::new();
-        for entry in self.all()? {
-            *counts.entry(entry.stage).or_insert(0) += 1;
+    /// Calls `each` with every entry `q` asks for (an unreadable record as its error) until it
+    /// returns false; see [`Query`].
+    pub fn scan(&self, q: &Query, each: impl FnMut(Result<Entry>) -> bool) -> Result<()> {
+        query::scan(&self.db.begin_read()?, q, each)
+    }
+
+    /// How many entries sit at each stage (kept on write: one small read).
+    pub fn counts(&self) -> Result<BTreeMap<Stage, usize>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(COUNTS).map_err(storage("open counts"))?;
+        let mut counts = BTreeMap::new();
+        for stage in Stage::ALL {
+            if let Some(n) = table.get(stage.as_str()).map_err(storage("read count"))? {
+                if n.value() > 0 {
+                    counts.insert(stage, usize::try_from(n.value()).unwrap_or(usize::MAX));
+                }
+            }
         }
         Ok(counts)
     }
-}
-
-fn decode(media_id: u64, raw: &str) -> Result<Entry> {
-    serde_json::from_str(raw).map_err(|source| LedgerError::Corrupt { media_id, source })
 }
 
 #[cfg(test)]

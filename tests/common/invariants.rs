@@ -89,7 +89,7 @@ pub async fn check(rig: &Rig, archive: &Path, seeded: &[Seeded], ledger: Option<
         let stage = ledger
             .as_ref()
             .and_then(|l| l.get(s.id as u64).unwrap())
-            .map(|e| e.stage);
+            .map(|e| e.stage());
         let ctx = format!(
             "media {} ({status}, ledger {stage:?}, files {mine:?}, in bucket {in_bucket})",
             s.id

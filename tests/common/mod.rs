@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod invariants;
+pub mod ledger;
 pub mod media;
 pub mod proxy;
 pub mod role;

@@ -96,11 +96,10 @@ pub fn archive(rig: &Rig, ledger: &Ledger, id: u64, rel: &str, bytes: &[u8], sta
 
 pub fn record(ledger: &Ledger, id: u64, rel: &str, stage: Stage, original: &str) {
     let mut entry = Entry::new(id, format!("uploads/{id}"));
-    entry.stage = stage;
     entry.archive_path = Some(rel.to_owned());
     entry.content_type = Some("video/mp4".into());
     entry.original_filename = Some(original.to_owned());
-    ledger.put(&entry).unwrap();
+    crate::common::ledger::store_at(ledger, &mut entry, stage);
 }
 
 pub fn random_bytes(len: usize) -> Vec<u8> {
