@@ -21,35 +21,21 @@ pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 /// Upper bounds (seconds) of the pass duration buckets: an empty pass to a long backlog.
 const PASS_BUCKETS: [f64; 10] = [0.1, 1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0];
 
-/// Why a file failed permanently, as a label.
+/// Why a file failed permanently, as a label: given where the failure is decided, by the
+/// error's type (see `sync::file::Trouble`), never read back from its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailReason {
+    /// ffprobe rejected the file or ran past FFPROBE_TIMEOUT.
     Ffprobe,
     Checksum,
     Size,
     ObjectGone,
-    Other,
+    /// The row's `r2_key` names no object r2-sync may touch.
+    Key,
 }
 
 impl FailReason {
-    pub const ALL: [FailReason; 5] = [Self::Ffprobe, Self::Checksum, Self::Size, Self::ObjectGone, Self::Other];
-
-    /// The label for a permanent failure's reason text (the ledger's `error`). Only the start
-    /// of the text is looked at: the rest may quote a file name chosen by the uploader.
-    pub fn of(reason: &str) -> Self {
-        let reason = reason.trim_start();
-        if reason.starts_with("ffprobe ") {
-            Self::Ffprobe
-        } else if reason.starts_with("checksum mismatch") {
-            Self::Checksum
-        } else if reason.starts_with("size mismatch") {
-            Self::Size
-        } else if reason.starts_with("object is gone") {
-            Self::ObjectGone
-        } else {
-            Self::Other
-        }
-    }
+    pub const ALL: [FailReason; 5] = [Self::Ffprobe, Self::Checksum, Self::Size, Self::ObjectGone, Self::Key];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,7 +43,7 @@ impl FailReason {
             Self::Checksum => "checksum",
             Self::Size => "size",
             Self::ObjectGone => "object_gone",
-            Self::Other => "other",
+            Self::Key => "key",
         }
     }
 }
@@ -218,8 +204,7 @@ impl Metrics {
     }
 
     /// A file failed permanently for `reason`.
-    pub fn file_failed(&self, reason: &str) {
-        let reason = FailReason::of(reason);
+    pub fn file_failed(&self, reason: FailReason) {
         self.files_failed.get_or_create(&ReasonLabel { reason }).inc();
     }
 

@@ -29,8 +29,11 @@ pub enum ProbeError {
 }
 
 impl ProbeError {
+    /// A verdict on the file: it is not media ffprobe can read, or one it cannot read within
+    /// FFPROBE_TIMEOUT (a hostile or broken file; the README promises both fail the file).
+    /// Not being able to run ffprobe says nothing about the file.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, ProbeError::Rejected { .. })
+        matches!(self, ProbeError::Rejected { .. } | ProbeError::Timeout { .. })
     }
 }
 

@@ -75,7 +75,7 @@ async fn passes_and_downloads_are_counted_and_served_on_the_health_port_only() {
         ("r2sync_bytes_synced_total", synced_bytes as f64),
         ("r2sync_files_failed_total{reason=\"ffprobe\"}", 1.0),
         ("r2sync_files_failed_total{reason=\"checksum\"}", 0.0),
-        ("r2sync_files_failed_total{reason=\"other\"}", 0.0),
+        ("r2sync_files_failed_total{reason=\"key\"}", 0.0),
         ("r2sync_transfers_in_flight", 0.0),
         ("r2sync_owed_db_writes", 0.0),
         ("r2sync_ledger_entries{stage=\"done\"}", 2.0),

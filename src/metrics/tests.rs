@@ -1,51 +1,4 @@
 use super::*;
-use crate::probe::ProbeError;
-use crate::storage::StorageError;
-use crate::sync::download::DownloadError;
-
-/// The reasons `sync::file` gives for a permanent failure, from the real error types.
-#[test]
-fn failure_reasons_get_their_label() {
-    let rejected = ProbeError::Rejected {
-        file: "/a/.r2-sync-tmp/7.part".into(),
-        reason: "no audio or video stream".into(),
-    };
-    let timeout = ProbeError::Timeout {
-        file: "/a/2026/03/7-x.mp4".into(),
-        secs: 120,
-    };
-    let size = DownloadError::SizeMismatch {
-        expected: 10,
-        actual: 9,
-    };
-    let checksum = DownloadError::ChecksumMismatch {
-        etag: "abc".into(),
-        actual: "def".into(),
-    };
-    let cases = [
-        (rejected.to_string(), FailReason::Ffprobe),
-        (timeout.to_string(), FailReason::Ffprobe),
-        (format!("{size} (after 3 downloads)"), FailReason::Size),
-        (format!("{checksum} (after 3 downloads)"), FailReason::Checksum),
-        ("object is gone from the bucket".into(), FailReason::ObjectGone),
-        (StorageError::Setup("x".into()).to_string(), FailReason::Other),
-        (String::new(), FailReason::Other),
-    ];
-    for (reason, label) in cases {
-        assert_eq!(FailReason::of(&reason), label, "{reason:?}");
-    }
-}
-
-/// A file name quoted inside the reason cannot choose the label.
-#[test]
-fn only_the_start_of_the_reason_counts() {
-    let sneaky = ProbeError::Rejected {
-        file: "/a/2026/03/7-checksum mismatch.mp4".into(),
-        reason: "size mismatch".into(),
-    };
-    assert_eq!(FailReason::of(&sneaky.to_string()), FailReason::Ffprobe);
-    assert_eq!(FailReason::of("cannot run ffprobe (x): gone"), FailReason::Other);
-}
 
 fn line<'a>(text: &'a str, series: &str) -> Option<&'a str> {
     text.lines()
@@ -66,7 +19,7 @@ fn renders_prometheus_text_with_every_label_from_the_start() {
 
     m.file_synced(100);
     m.file_synced(23);
-    m.file_failed("ffprobe rejected x: y");
+    m.file_failed(FailReason::Ffprobe);
     m.http_request(HttpRoute::File, 206, 4096);
     m.http_request(HttpRoute::Health, 200, 15);
     m.http_request(HttpRoute::File, 404, 21);

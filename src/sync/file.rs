@@ -13,6 +13,7 @@ use super::transfers::Transfers;
 use super::{FileOutcome, Syncer};
 use crate::archive;
 use crate::db::MediaRow;
+use crate::metrics::FailReason;
 use crate::probe::{self, ProbeSummary};
 use crate::state::{entry::now_secs, Entry, Persist, Stage};
 use crate::storage::{ObjectKey, StorageError};
@@ -27,8 +28,8 @@ const IN_PASS_ATTEMPTS: u32 = 4;
 
 /// Why a step stopped.
 pub(super) enum Trouble {
-    /// Never going to work: fail the row.
-    Permanent(String),
+    /// Never going to work: fail the row, for this reason (its label) and with this text.
+    Permanent(FailReason, String),
     /// Try again later.
     Transient(String),
     /// The archive's filesystem is full: no point retrying within this pass.
@@ -73,17 +74,22 @@ pub fn backoff_secs(failures: u32) -> u64 {
     (base as f64 * jitter) as u64
 }
 
+fn object_gone() -> Trouble {
+    Trouble::Permanent(FailReason::ObjectGone, "object is gone from the bucket".into())
+}
+
 /// The object the entry is about. Its key was checked when the entry began; checked again
 /// because a ledger written by an older version may hold one that names no object.
 pub(super) fn object_key(entry: &Entry) -> Result<ObjectKey, Trouble> {
-    ObjectKey::new(&entry.r2_key).map_err(|e| Trouble::Permanent(e.to_string()))
+    ObjectKey::new(&entry.r2_key).map_err(|e| Trouble::Permanent(FailReason::Key, e.to_string()))
 }
 
 impl From<probe::ProbeError> for Trouble {
     fn from(e: probe::ProbeError) -> Self {
-        match e {
-            probe::ProbeError::Rejected { .. } | probe::ProbeError::Timeout { .. } => Trouble::Permanent(e.to_string()),
-            e => Trouble::Transient(e.to_string()),
+        if e.is_permanent() {
+            Trouble::Permanent(FailReason::Ffprobe, e.to_string())
+        } else {
+            Trouble::Transient(e.to_string())
         }
     }
 }
@@ -121,7 +127,7 @@ impl Syncer {
         }
         let started = match (&row.object_key, entry.stage()) {
             // Before any request: a key that names no object fails the row, bucket untouched.
-            (Err(e), Stage::Claimed) => Err(Trouble::Permanent(e.to_string())),
+            (Err(e), Stage::Claimed) => Err(Trouble::Permanent(FailReason::Key, e.to_string())),
             _ => self.advance(&row, &mut entry, shutdown, transfers, &log).await,
         };
         let outcome = match started {
@@ -271,9 +277,7 @@ impl Syncer {
         };
         let (object, prefix) = match answer {
             Ok(answer) => answer,
-            Err(StorageError::NotFound { .. }) => {
-                return Err(Trouble::Permanent("object is gone from the bucket".into()))
-            }
+            Err(StorageError::NotFound { .. }) => return Err(object_gone()),
             Err(e @ StorageError::Down { .. }) => return Err(Trouble::Postponed(e.to_string())),
             Err(e) => return Err(Trouble::Transient(e.to_string())),
         };
@@ -361,7 +365,7 @@ impl Syncer {
             DownloadError::Storage(e @ StorageError::Down { .. }) => Trouble::Postponed(e.to_string()),
             DownloadError::Storage(StorageError::NotFound { .. }) => {
                 restart(entry);
-                Trouble::Permanent("object is gone from the bucket".into())
+                object_gone()
             }
             DownloadError::Storage(StorageError::Changed { .. }) => {
                 restart(entry);
@@ -371,7 +375,11 @@ impl Syncer {
                 restart(entry);
                 entry.attempts += 1;
                 if entry.attempts >= MAX_CORRUPT_DOWNLOADS {
-                    Trouble::Permanent(format!("{e} (after {} downloads)", entry.attempts))
+                    let reason = match e {
+                        DownloadError::SizeMismatch { .. } => FailReason::Size,
+                        _ => FailReason::Checksum,
+                    };
+                    Trouble::Permanent(reason, format!("{e} (after {} downloads)", entry.attempts))
                 } else {
                     Trouble::Transient(e.to_string())
                 }
@@ -599,8 +607,8 @@ impl Syncer {
                     "retry_in_s" => entry.retry_after.saturating_sub(now_secs()));
                 FileOutcome::Deferred
             }
-            Trouble::Permanent(reason) => {
-                self.metrics.file_failed(&reason);
+            Trouble::Permanent(label, reason) => {
+                self.metrics.file_failed(label);
                 self.remove_temp(entry);
                 entry.error = Some(reason);
                 // Shadow mode writes nothing to PostgreSQL, so it owes it nothing either: the
@@ -640,7 +648,30 @@ impl Syncer {
 
 #[cfg(test)]
 mod tests {
-    use super::backoff_secs;
+    use super::{backoff_secs, FailReason, Trouble};
+    use crate::probe::ProbeError;
+
+    /// ffprobe's verdicts fail the file under one label; not being able to run it is retried.
+    #[test]
+    fn probe_errors_are_classified_once_by_type() {
+        let file = "/a/.r2-sync-tmp/i/7.part".to_owned();
+        let rejected = ProbeError::Rejected {
+            file: file.clone(),
+            reason: "size mismatch".into(),
+        };
+        let timeout = ProbeError::Timeout { file, secs: 120 };
+        for verdict in [rejected, timeout] {
+            assert!(matches!(
+                Trouble::from(verdict),
+                Trouble::Permanent(FailReason::Ffprobe, _)
+            ));
+        }
+        let spawn = ProbeError::Spawn {
+            program: "ffprobe".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert!(matches!(Trouble::from(spawn), Trouble::Transient(_)));
+    }
 
     #[test]
     fn backoff_starts_at_30_s_and_doubles_to_6_h() {
