@@ -54,7 +54,11 @@ pub fn instance_name(cfg: &Config) -> String {
         rand::random::<u64>()
     );
     if !cfg.sync.dry_run {
-        let _ = crate::archive::write_atomic(&path, id.as_bytes());
+        if let Err(e) = crate::archive::write_atomic(&path, id.as_bytes()) {
+            // This run still has a name; the next start makes a new one, and leases held
+            // under this one expire on their own.
+            eprintln!("r2-sync: cannot keep the instance id in {}: {e}", path.display());
+        }
     }
     id
 }

@@ -27,6 +27,14 @@ pub enum ArchiveError {
     },
     #[error("archive: no free name for {0} after many attempts")]
     NoFreeName(String),
+    /// The sidecar failed and the file could not be taken back out either.
+    #[error("{cause}; the file could not be taken back out of the archive ({undo}): it stays at {path} without its sidecar until the next attempt")]
+    PlacedWithoutSidecar {
+        path: String,
+        #[source]
+        cause: Box<ArchiveError>,
+        undo: std::io::Error,
+    },
 }
 
 impl ArchiveError {
@@ -40,7 +48,11 @@ impl ArchiveError {
 
     /// The disk is full or over quota.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, ArchiveError::Io { source, .. } if is_disk_full(source))
+        match self {
+            ArchiveError::Io { source, .. } => is_disk_full(source),
+            ArchiveError::PlacedWithoutSidecar { cause, .. } => cause.is_disk_full(),
+            ArchiveError::NoFreeName(_) => false,
+        }
     }
 }
 
@@ -275,10 +287,10 @@ pub fn move_into(
             create_dirs_durably(dir)?;
             let sidecar_tmp = write_temp_durably(&sidecar_dest, sidecar)?;
             if let Err(e) = rename_new(temp, &dest) {
-                let _ = std::fs::remove_file(&sidecar_tmp);
+                remove_leftover(&sidecar_tmp);
                 return Err(e);
             }
-            rename_or_discard(&sidecar_tmp, &sidecar_dest).inspect_err(|_| undo_placement(&dest, temp))?;
+            rename_or_discard(&sidecar_tmp, &sidecar_dest).map_err(|e| undo_placement(e, &dest, temp))?;
             fsync_dir(dir)
         }
         Durability::Caller => {
@@ -292,7 +304,7 @@ pub fn move_into(
                 }
                 placed => placed?,
             }
-            write_new(&sidecar_dest, sidecar).inspect_err(|_| undo_placement(&dest, temp))
+            write_new(&sidecar_dest, sidecar).map_err(|e| undo_placement(e, &dest, temp))
         }
     }
 }
@@ -302,9 +314,31 @@ pub fn move_into(
 /// next attempt starts from the temp file again. `dest` was made by this placement (renamed
 /// without replacing), so nothing that was there before is touched. Should the rename back
 /// fail too, the file stays, as it would have without this; the error returned is the
-/// sidecar's either way.
-fn undo_placement(dest: &Path, temp: &Path) {
-    let _ = std::fs::rename(dest, temp);
+/// sidecar's, saying so.
+fn undo_placement(sidecar: ArchiveError, dest: &Path, temp: &Path) -> ArchiveError {
+    match std::fs::rename(dest, temp) {
+        Ok(()) => sidecar,
+        Err(undo) => ArchiveError::PlacedWithoutSidecar {
+            path: dest.display().to_string(),
+            cause: Box::new(sidecar),
+            undo,
+        },
+    }
+}
+
+/// Removes what a failed step of ours left, on the way to returning that step's error,
+/// which is the one that matters: a leftover that cannot be removed either is a hidden
+/// `.name.tmp` the next attempt's write replaces.
+fn remove_leftover(path: &Path) {
+    drop(remove_temp(path));
+}
+
+/// Removes a temp file of ours; one already gone is fine.
+pub fn remove_temp(path: impl AsRef<Path>) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 /// Renames `from` to `to`, failing if `to` exists: atomically where the filesystem can
@@ -334,7 +368,7 @@ fn write_new(dest: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
         .open(dest)
         .map_err(ArchiveError::io("create", dest))?;
     file.write_all(bytes).map_err(|e| {
-        let _ = std::fs::remove_file(dest);
+        remove_leftover(dest);
         ArchiveError::io("write", dest)(e)
     })
 }
@@ -351,7 +385,7 @@ fn write_temp_durably(dest: &Path, bytes: &[u8]) -> Result<PathBuf, ArchiveError
             f.sync_all().map_err(ArchiveError::io("fsync", &tmp))
         });
     if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
+        remove_leftover(&tmp);
         return Err(e);
     }
     Ok(tmp)
@@ -360,7 +394,7 @@ fn write_temp_durably(dest: &Path, bytes: &[u8]) -> Result<PathBuf, ArchiveError
 /// Renames `tmp` to `dest`, removing `tmp` when that fails.
 fn rename_or_discard(tmp: &Path, dest: &Path) -> Result<(), ArchiveError> {
     std::fs::rename(tmp, dest).map_err(|e| {
-        let _ = std::fs::remove_file(tmp);
+        remove_leftover(tmp);
         ArchiveError::io("rename into", dest)(e)
     })
 }

@@ -133,7 +133,13 @@ fn writable_dir(dir: &Path) -> Result<String, String> {
     }
     let probe = dir.join(format!(".r2-sync-write-test-{}", std::process::id()));
     std::fs::write(&probe, b"ok").map_err(|e| format!("{} is not writable: {e}", dir.display()))?;
-    let _ = std::fs::remove_file(&probe);
+    std::fs::remove_file(&probe).map_err(|e| {
+        format!(
+            "{}: cannot remove the write test {}: {e}",
+            dir.display(),
+            probe.display()
+        )
+    })?;
     let free = free_bytes(dir)
         .map(|b| format!(", {:.1} GiB free", b as f64 / (1u64 << 30) as f64))
         .unwrap_or_default();

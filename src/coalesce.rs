@@ -43,7 +43,8 @@ impl<T, R> Coalescer<T, R> {
         let answers = handle(items).await;
         debug_assert_eq!(answers.len(), replies.len(), "a batch answers every item");
         for (reply, answer) in replies.into_iter().zip(answers) {
-            let _ = reply.send(answer);
+            // A caller that stopped waiting has nothing left to tell.
+            drop(reply.send(answer));
         }
         rx.await.ok()
     }

@@ -27,7 +27,8 @@ mod armed {
     static FAULT: OnceLock<Option<String>> = OnceLock::new();
 
     pub fn arm(fault: Option<String>) {
-        let _ = FAULT.set(fault);
+        // Armed once, at start-up; a second call (tests in one process) keeps the first.
+        drop(FAULT.set(fault));
     }
 
     fn crash(why: &str) -> ! {

@@ -140,10 +140,10 @@ impl Metrics {
         // Every reason and stage from the start: a series that appears only with its first
         // increment defeats `increase()` in alert rules.
         for reason in FailReason::ALL {
-            let _ = m.files_failed.get_or_create(&ReasonLabel { reason });
+            drop(m.files_failed.get_or_create(&ReasonLabel { reason }));
         }
         for stage in Stage::ALL {
-            let _ = m.ledger_entries.get_or_create(&StageLabel { stage: stage.as_str() });
+            drop(m.ledger_entries.get_or_create(&StageLabel { stage: stage.as_str() }));
         }
         let r = &mut m.registry;
         r.register(

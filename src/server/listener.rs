@@ -63,7 +63,8 @@ pub(super) async fn run(listener: Listener, routes: Routes, shared: Arc<Shared>,
             },
             () = shutdown.cancelled() => break,
         };
-        let _ = stream.set_nodelay(true);
+        // Only latency: a socket that refuses it is served all the same.
+        drop(stream.set_nodelay(true));
         let conn = connection(stream, peer, routes.clone(), shared.clone(), shutdown.clone(), permit);
         conns.spawn(conn);
     }

@@ -148,7 +148,8 @@ impl Running {
     /// at the end of `SHUTDOWN_GRACE`.
     pub async fn finished(self) {
         for task in self.tasks {
-            let _ = task.await;
+            // A task that panicked was logged by the panic hook; the others still finish.
+            drop(task.await);
         }
     }
 }

@@ -242,7 +242,10 @@ pub async fn run(mut req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Dow
                 // Give the space back (close and remove) before the next transfer starts
                 // writing into the same full disk; the download starts over anyway.
                 drop(writer);
-                let _ = tokio::fs::remove_file(&req.temp).await;
+                if let Err(gone) = crate::archive::remove_temp(&req.temp) {
+                    slog::warn!(req.log, "temp file not removed on a full disk; start-up removes it";
+                        "path" => req.temp.display().to_string(), "error" => %gone);
+                }
                 return Err(e);
             }
             other => other,

@@ -287,7 +287,7 @@ impl Syncer {
                 info!(log, "object changed since the partial download; starting over"; "stage" => "downloading");
             }
             entry.restart_download();
-            let _ = std::fs::remove_file(&temp);
+            self.discard_temp(&temp, log);
             entry.etag = Some(object.etag.clone());
             entry.size = Some(object.size);
         }
@@ -351,13 +351,13 @@ impl Syncer {
                 crate::fault::point("after_downloaded");
                 Ok(download)
             }
-            Err(e) => Err(self.download_trouble(e, entry, &temp)),
+            Err(e) => Err(self.download_trouble(e, entry, &temp, log)),
         }
     }
 
-    fn download_trouble(&self, e: DownloadError, entry: &mut Entry, temp: &Path) -> Trouble {
+    fn download_trouble(&self, e: DownloadError, entry: &mut Entry, temp: &Path, log: &Logger) -> Trouble {
         let restart = |entry: &mut Entry| {
-            let _ = std::fs::remove_file(temp);
+            self.discard_temp(temp, log);
             entry.restart_download();
         };
         match e {
@@ -465,7 +465,7 @@ impl Syncer {
                 tokio::task::spawn_blocking(move || {
                     if let Some(temp) = temp {
                         // Kept if it cannot be removed: start-up removes temp files nobody owns.
-                        let _ = std::fs::remove_file(temp);
+                        drop(archive::remove_temp(temp));
                     }
                     archive::settle_placed(&placed, &json)
                 })
@@ -609,7 +609,7 @@ impl Syncer {
             }
             Trouble::Permanent(label, reason) => {
                 self.metrics.file_failed(label);
-                self.remove_temp(entry);
+                self.remove_temp(entry, log);
                 entry.error = Some(reason);
                 // Shadow mode writes nothing to PostgreSQL, so it owes it nothing either: the
                 // verdict is kept for the operator, and a normal run will judge the file anew.
@@ -628,7 +628,7 @@ impl Syncer {
                 FileOutcome::Failed
             }
             Trouble::Abandon(reason) => {
-                self.remove_temp(entry);
+                self.remove_temp(entry, log);
                 entry.error = Some(format!("{reason}; object left in the bucket"));
                 if self.save(entry, Stage::Abandoned, log).await.is_err() {
                     // Not recorded: the next start-up's reconciliation abandons it again.
@@ -639,9 +639,18 @@ impl Syncer {
         }
     }
 
-    fn remove_temp(&self, entry: &mut Entry) {
+    fn remove_temp(&self, entry: &mut Entry, log: &Logger) {
         if let Some(temp) = entry.temp_path.take() {
-            let _ = std::fs::remove_file(temp);
+            self.discard_temp(Path::new(&temp), log);
+        }
+    }
+
+    /// Removes a download's temp file; one that cannot be removed is logged and left to
+    /// start-up, which removes temp files no entry owns.
+    pub(super) fn discard_temp(&self, temp: &Path, log: &Logger) {
+        if let Err(e) = archive::remove_temp(temp) {
+            warn!(log, "temp file not removed; start-up removes it"; "path" => temp.display().to_string(),
+                "error" => %e);
         }
     }
 }

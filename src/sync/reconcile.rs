@@ -106,7 +106,7 @@ impl Syncer {
                 Err(_) => return abandoned,
             };
             if let Some(temp) = entry.temp_path.take() {
-                let _ = std::fs::remove_file(temp);
+                self.discard_temp(Path::new(&temp), &self.log);
             }
             info!(self.log, "reconcile: row no longer approved; abandoned"; "media_id" => entry.media_id,
                 "stage" => "abandoned", "error" => &reason);

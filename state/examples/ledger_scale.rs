@@ -11,7 +11,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let path = std::path::PathBuf::from(args.next().unwrap_or_else(|| "/tmp/ledger-scale.redb".into()));
-    let _ = std::fs::remove_file(&path);
+    drop(std::fs::remove_file(&path));
     let started = Instant::now();
     {
         let ledger = Ledger::open(&path).expect("open");

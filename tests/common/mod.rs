@@ -113,16 +113,16 @@ impl Drop for TestDb {
 /// Runs `sql` on the admin database from a `Drop`, which runs outside any runtime guarantee:
 /// on a private runtime on a plain thread. Failures are ignored: it is clean-up.
 pub fn admin_sql_in_drop(sql: String) {
-    let _ = std::thread::spawn(move || {
+    let cleanup = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
-            let _ = connect("postgres").await.batch_execute(&sql).await;
+            drop(connect("postgres").await.batch_execute(&sql).await);
         });
-    })
-    .join();
+    });
+    drop(cleanup.join());
 }
 
 /// The test S3 server (`tests/s3-server`), one process per test, killed on drop.
@@ -217,8 +217,8 @@ impl S3Server {
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        drop(self.child.kill());
+        drop(self.child.wait());
     }
 }
 

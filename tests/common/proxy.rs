@@ -53,7 +53,7 @@ impl Proxy {
                     let Ok(upstream) = TcpStream::connect(target).await else {
                         return;
                     };
-                    let _ = client.set_nodelay(true);
+                    drop(client.set_nodelay(true));
                     tokio::select! {
                         () = relay(client, upstream, faults) => {}
                         _ = watch.wait_for(|down| *down) => {}
@@ -101,8 +101,8 @@ async fn relay(client: TcpStream, upstream: TcpStream, faults: Arc<Faults>) {
     let (mut client_rd, mut client_wr) = client.into_split();
     let (mut up_rd, mut up_wr) = upstream.into_split();
     let requests = async {
-        let _ = tokio::io::copy(&mut client_rd, &mut up_wr).await;
-        let _ = up_wr.shutdown().await;
+        drop(tokio::io::copy(&mut client_rd, &mut up_wr).await);
+        drop(up_wr.shutdown().await);
     };
     let answers = async {
         let mut buf = vec![0u8; 16 << 10];
@@ -113,7 +113,7 @@ async fn relay(client: TcpStream, upstream: TcpStream, faults: Arc<Faults>) {
             }
             let Ok(n) = up_rd.read(&mut buf).await else { return };
             if n == 0 {
-                let _ = client_wr.shutdown().await;
+                drop(client_wr.shutdown().await);
                 return;
             }
             let cut = faults.cut_after.load(Ordering::Relaxed);

@@ -178,7 +178,7 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    drop(tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await);
     String::from_utf8_lossy(&answer).into_owned()
 }
 
