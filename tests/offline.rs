@@ -82,3 +82,69 @@ async fn owed_record_waits_in_the_ledger_until_postgres_returns() {
     );
     assert_eq!(syncer.ledger.get(id as u64).unwrap().unwrap().stage(), Stage::Done);
 }
+
+/// SIGTERM while a PostgreSQL request hangs (the server accepts and never answers): the
+/// process waits SHUTDOWN_GRACE for it, no longer, exits cleanly, and the next start, with
+/// PostgreSQL back, finishes the file with nothing lost. The bound docs/reliability.md states.
+#[tokio::test]
+async fn sigterm_while_a_database_request_hangs_exits_within_the_grace() {
+    let rig = Rig::new().await;
+    let mut data = vec![0u8; 8 << 20];
+    rand::fill(&mut data[..]);
+    rig.storage()
+        .put(&object_key("uploads/h.bin"), &data, "application/octet-stream")
+        .await
+        .unwrap();
+    let id = rig.insert_media(&NewMedia::approved("uploads/h.bin", "h.bin")).await;
+    let s3 = Proxy::start(rig.s3.endpoint.trim_start_matches("http://").parse().unwrap()).await;
+    let pg = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    s3.rate(1 << 20);
+    let child = rig
+        .command(&["sync", "--once"])
+        .env("DB_PORT", pg.addr.port().to_string())
+        .env("R2_ENDPOINT", format!("http://{}", s3.addr))
+        .env("VALIDATE_MEDIA", "false")
+        .env("SHUTDOWN_GRACE", "3s")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    rig.wait_for_part(id, 1).await;
+    // Every answer from PostgreSQL held back from now on; the transfer then finishes and
+    // the pass waits on the database (the row check before placing, or the record).
+    pg.stall(true);
+    s3.rate(0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (out, took) = common::sigterm(child).await;
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "a pass cut short is not a success: {logs}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "it waited for the hanging request: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(7),
+        "SHUTDOWN_GRACE (3 s) bounds the stop: {took:?}\n{logs}"
+    );
+    assert!(logs.contains("shutdown grace period over"), "{logs}");
+    assert!(
+        rig.storage().head(&object_key("uploads/h.bin")).await.is_ok(),
+        "nothing deleted without its record"
+    );
+    assert_eq!(rig.status(id).await, "approved");
+
+    pg.stall(false);
+    let out = rig
+        .command(&["sync", "--once"])
+        .env("VALIDATE_MEDIA", "false")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let seeded = common::invariants::Seeded {
+        id,
+        key: "uploads/h.bin".into(),
+        sha256: common::invariants::sha256_hex(&data),
+        size: data.len() as u64,
+    };
+    common::invariants::check_rig(&rig, &[seeded]).await;
+}
