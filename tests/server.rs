@@ -190,3 +190,31 @@ async fn head_answers_the_same_headers_without_a_body() {
     assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(text(post.headers(), header::ALLOW), "GET, HEAD");
 }
+
+/// A ledger written by the version before the ledger's format 2 (the state crate's fixture)
+/// is migrated when the server opens it, and its finished files are served from it: the
+/// database knows none of them, so only the migrated ledger can answer.
+#[tokio::test]
+async fn files_in_a_ledger_written_by_the_previous_format_are_served_after_migration() {
+    let rig = common::Rig::new().await;
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/state/tests/fixtures/ledger-v1.redb");
+    std::fs::copy(fixture, server_support::ledger_path(&rig)).unwrap();
+    let rel = "2026/11/7-clip 7.mp4";
+    let bytes = server_support::random_bytes(7000);
+    let dest = rig.archive_dir().join(rel);
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    std::fs::write(&dest, &bytes).unwrap();
+    let served = Served::with(rig, &[], r2_sync::server::Limits::default()).await;
+
+    let (status, h, body) = get(&served.link(7, rel), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == bytes);
+    assert_eq!(text(&h, header::CONTENT_TYPE), "video/mp4");
+    assert!(
+        text(&h, header::CONTENT_DISPOSITION).contains("filename=\"clip 7.mp4\""),
+        "{h:?}"
+    );
+    // A file the old ledger had in flight is not served.
+    let (status, _, _) = get(&served.link(21, "2026/12/21-clip 21.mp4"), &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
