@@ -67,7 +67,7 @@ if ! podman image exists "$BASE_IMAGE"; then
     printf '%s\n' "deb $DEBIAN_MIRROR bookworm main" "deb $DEBIAN_MIRROR bookworm-updates main" \
         "deb ${DEBIAN_MIRROR%/debian}/debian-security bookworm-security main" >"$WORK/rootfs/etc/apt/sources.list"
     rm -rf "$WORK"/rootfs/var/lib/apt/lists/* "$WORK"/rootfs/var/cache/apt/*.bin
-    tar -C "$WORK/rootfs" -c . | podman import --change 'CMD ["bash"]' - "$BASE_IMAGE" >/dev/null
+    tar -C "$WORK/rootfs" -c . | podman import -q --change 'CMD ["bash"]' - "$BASE_IMAGE" >/dev/null
     rm -rf "$WORK/rootfs"
 fi
 if ! podman image exists "$RUST_IMAGE"; then
