@@ -1,4 +1,4 @@
-.PHONY: demo test bench lint-docker icon
+.PHONY: demo test image-test bench lint-docker icon
 
 # The one-command demo (see README).
 demo:
@@ -7,6 +7,10 @@ demo:
 # The whole test suite, installing what it needs.
 test:
 	./scripts/test.sh
+
+# The container image end to end: podman builds the Dockerfile, runs it against the test rig.
+image-test:
+	./scripts/image-test.sh
 
 bench:
 	./scripts/bench.sh

@@ -23,49 +23,35 @@ PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+    drop_scratch_db "$DB"
     rm -rf "$WORK"
     echo "==> demo cleaned up"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 echo "==> starting the S3 server and a scratch database"
 mkdir -p "$WORK/s3/media" "$WORK/archive" "$WORK/state" "$WORK/src"
-"$BIN/r2-sync-test-s3" --access-key demo-access --secret-key demo-secret-key "$WORK/s3" >"$WORK/s3.out" &
-PIDS+=($!)
-for _ in $(seq 1 100); do grep -q listening "$WORK/s3.out" 2>/dev/null && break; sleep 0.05; done
-S3="http://$(sed -n 's/^listening on //p' "$WORK/s3.out")"
-psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $DB" >/dev/null
-psql -h 127.0.0.1 -U postgres -d "$DB" -q -f schema/backend.sql >/dev/null
+start_test_s3 "$BIN/r2-sync-test-s3" "$WORK/s3"
+PIDS+=("$S3_PID")
+create_scratch_db "$DB"
 
 echo "==> generating and uploading media"
-gen() { ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc=duration=$2:size=320x240:rate=25" \
-    -f lavfi -i "sine=frequency=$3:duration=$2" -c:v mpeg4 -q:v 4 -c:a aac -shortest "$WORK/src/$1"; }
-gen "sunset.mp4" 3 440
-gen "concert.mkv" 4 660
-gen "cat video.mp4" 2 550
+gen_video "$WORK/src/sunset.mp4" 3 440
+gen_video "$WORK/src/concert.mkv" 4 660
+gen_video "$WORK/src/cat video.mp4" 2 550
 head -c 200000 /dev/urandom >"$WORK/src/broken.mp4"
-upload() {
-    curl -sS --fail --aws-sigv4 "aws:amz:auto:s3" --user "demo-access:demo-secret-key" \
-        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -H "Content-Type: video/mp4" \
-        -T "$WORK/src/$1" "$S3/media/$2" >/dev/null
-}
 n=0
 for f in "sunset.mp4" "concert.mkv" "cat video.mp4" "broken.mp4"; do
     n=$((n + 1))
     key="uploads/user7/$n-$(echo "$f" | tr ' ' '_')"
-    upload "$f" "$key"
-    psql -h 127.0.0.1 -U postgres -d "$DB" -qc \
-        "INSERT INTO media (user_id, title, original_filename, content_type, file_size, r2_key, status, approved_at)
-         VALUES (7, 'Demo $n', '$f', 'video/mp4', $(stat -c %s "$WORK/src/$f"), '$key', 'approved', now())" >/dev/null
+    s3_upload "$WORK/src/$f" "media/$key"
+    insert_approved "$DB" "$key" "$WORK/src/$f" "Demo $n" >/dev/null
     echo "    $key  ($(stat -c %s "$WORK/src/$f") bytes, approved)"
 done
 
 export DB_HOST=127.0.0.1 DB_PORT=5432 DB_NAME="$DB" DB_USER=postgres DB_SSLMODE=disable
-export R2_ENDPOINT="$S3" R2_ACCESS_KEY=demo-access R2_SECRET_KEY=demo-secret-key R2_BUCKET=media
+export R2_ENDPOINT="$S3" R2_ACCESS_KEY="$S3_ACCESS_KEY" R2_SECRET_KEY="$S3_SECRET_KEY" R2_BUCKET=media
 export ARCHIVE_DIR="$WORK/archive" STATE_DIR="$WORK/state"
 export UNRAID_TUNNEL_SECRET="demo-only-secret-demo-only-secret-0123456789"
 SERVER_PORT="${DEMO_PORT:-$(free_port)}"

@@ -46,3 +46,50 @@ need_password_auth() {
         psql -q -h 127.0.0.1 -U postgres -d postgres -c "SELECT pg_reload_conf()" >/dev/null
     fi
 }
+
+# A free TCP port on 127.0.0.1.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The test S3 server (tests/s3-server) in the background, serving DIR (its buckets are DIR's
+# folders), with the keys S3_ACCESS_KEY / S3_SECRET_KEY. Sets S3 (its URL) and S3_PID.
+S3_ACCESS_KEY=demo-access
+S3_SECRET_KEY=demo-secret-key
+start_test_s3() {
+    local bin=$1 dir=$2
+    "$bin" --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" "$dir" >"$dir.out" &
+    S3_PID=$!
+    for _ in $(seq 1 100); do grep -q listening "$dir.out" 2>/dev/null && break; sleep 0.05; done
+    S3="http://$(sed -n 's/^listening on //p' "$dir.out")"
+}
+
+# PUT FILE into the test S3 server ($S3) as BUCKET/KEY (second argument).
+s3_upload() {
+    curl -sS --fail --aws-sigv4 "aws:amz:auto:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -H "Content-Type: video/mp4" \
+        -T "$1" "$S3/$2" >/dev/null
+}
+
+# A small real video: gen_video OUT SECONDS TONE_HZ (MPEG-4 video and AAC audio).
+gen_video() {
+    ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc=duration=$2:size=320x240:rate=25" \
+        -f lavfi -i "sine=frequency=$3:duration=$2" -c:v mpeg4 -q:v 4 -c:a aac -shortest "$1"
+}
+
+# A scratch database DB with the backend's tables (schema/backend.sql), owned by postgres.
+create_scratch_db() {
+    psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $1" >/dev/null
+    psql -h 127.0.0.1 -U postgres -d "$1" -q -v ON_ERROR_STOP=1 -f schema/backend.sql >/dev/null
+}
+
+drop_scratch_db() {
+    psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null 2>&1 || true
+}
+
+# An approved media row for an object already uploaded: insert_approved DB KEY FILE TITLE.
+# Prints the row's id.
+insert_approved() {
+    psql -h 127.0.0.1 -U postgres -d "$1" -tAq -v ON_ERROR_STOP=1 -c \
+        "INSERT INTO media (user_id, title, original_filename, content_type, file_size, r2_key, status, approved_at)
+         VALUES (7, '$4', '$(basename "$3")', 'video/mp4', $(stat -c %s "$3"), '$2', 'approved', now())
+         RETURNING id"
+}

@@ -80,9 +80,18 @@ impl Entry {
     }
 }
 
+/// One `<Branch>` of the Unraid template: an image tag Community Applications offers at install
+/// (the first is the default).
+#[derive(Debug)]
+struct Branch {
+    tag: String,
+    description: String,
+}
+
 struct Template {
     fields: Vec<(String, String)>,
     configs: Vec<Entry>,
+    branches: Vec<Branch>,
 }
 
 impl Template {
@@ -95,6 +104,7 @@ impl Template {
         let attr = |node: roxmltree::Node, name: &str| node.attribute(name).unwrap_or_default().to_owned();
         let mut fields = Vec::new();
         let mut configs = Vec::new();
+        let mut branches = Vec::new();
         for node in root.children().filter(roxmltree::Node::is_element) {
             let text = node.text().unwrap_or_default().trim().to_owned();
             if node.has_tag_name("Config") {
@@ -110,11 +120,28 @@ impl Template {
                     required: attr(node, "Required"),
                     mask: attr(node, "Mask"),
                 });
+            } else if node.has_tag_name("Branch") {
+                let child = |name: &str| {
+                    node.children()
+                        .find(|c| c.has_tag_name(name))
+                        .and_then(|c| c.text())
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned()
+                };
+                branches.push(Branch {
+                    tag: child("Tag"),
+                    description: child("TagDescription"),
+                });
             } else {
                 fields.push((node.tag_name().name().to_owned(), text));
             }
         }
-        Self { fields, configs }
+        Self {
+            fields,
+            configs,
+            branches,
+        }
     }
 
     fn field(&self, name: &str) -> &str {
@@ -717,4 +744,28 @@ fn a_release_pushes_the_tags_the_readme_documents_for_both_platforms() {
         assert!(readme.contains(tag), "README's Image tags lack {tag}");
     }
     assert!(read("unraid-template.xml").contains("<Repository>ghcr.io/r2-sync/r2-sync:latest</Repository>"));
+}
+
+#[test]
+fn template_branches_are_the_tags_a_release_of_this_version_pushes() {
+    let template = Template::load();
+    let tags: Vec<&str> = template.branches.iter().map(|b| b.tag.as_str()).collect();
+    // Community Applications installs the first branch unless told otherwise: the same tag
+    // as <Repository>.
+    let repository = template.field("Repository");
+    assert_eq!(
+        Some(repository.rsplit_once(':').map_or("", |(_, tag)| tag)),
+        tags.first().copied(),
+        "the first <Branch> is <Repository>'s tag"
+    );
+    let mut pushed = release_tags(&format!("v{}", env!("CARGO_PKG_VERSION"))).unwrap();
+    pushed.reverse();
+    assert_eq!(tags, pushed, "<Branch> tags, newest-following first");
+    for branch in &template.branches {
+        assert!(
+            !branch.description.is_empty(),
+            "<Branch> {} has no <TagDescription>",
+            branch.tag
+        );
+    }
 }
