@@ -21,6 +21,8 @@ pub async fn run(command: Command, cfg: Config, log: Logger) -> ExitCode {
     match command {
         Command::Check => check(&cfg).await,
         Command::Status { json, filters } => status(&cfg, json, &filters).await,
+        Command::ShadowReport { json } => crate::cutover::commands::shadow_report(&cfg, json).await,
+        Command::Adopt { max_rate, json } => crate::cutover::commands::adopt(&cfg, max_rate, json).await,
         Command::Sync { once } => sync(cfg, log, once).await,
         Command::Serve => server::commands::serve(cfg, log).await,
         Command::Token {

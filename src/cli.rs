@@ -36,6 +36,23 @@ pub enum Command {
         #[command(flatten)]
         filters: crate::status::Filters,
     },
+    /// Migration, shadow step: compare every shadow copy (SHADOW_DIR) with the old service's
+    /// copy of the same media; exit 0 only when none differs.
+    ShadowReport {
+        /// One JSON object per finding, then {"summary": ...}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Migration, after cutover: hash the files the old service archived, give them the
+    /// sidecars they lack and record them in the ledger, so they are served like the rest.
+    Adopt {
+        /// Read at most this many bytes per second (e.g. 50M), to spare the array.
+        #[arg(long, value_parser = crate::cutover::commands::parse_rate)]
+        max_rate: Option<u64>,
+        /// One JSON object per file, then {"summary": ...}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration and reach PostgreSQL, the bucket, ffprobe and the archive.
     Check,
     /// Print a signed download link for a media file (to test the tunnel).

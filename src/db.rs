@@ -441,6 +441,22 @@ impl Db {
         Ok(rows.iter().map(MediaRow::from_row).collect())
     }
 
+    /// Rows the backend holds as archived with a path, after media id `after`, in id order,
+    /// at most `limit` (a page of a walk that holds one page at a time).
+    pub async fn archived_after(&self, after: i64, limit: i64) -> Result<Vec<MediaRow>, DbError> {
+        let sql = format!(
+            "SELECT {MEDIA_COLUMNS} FROM media WHERE status = $1 AND archive_path IS NOT NULL \
+             AND deleted_at IS NULL AND id > $2 ORDER BY id LIMIT $3"
+        );
+        let rows = self
+            .client()
+            .await?
+            .query(&sql, &[&names::STATUS_ARCHIVED, &after, &limit])
+            .await
+            .map_err(self.query("list archived"))?;
+        Ok(rows.iter().map(MediaRow::from_row).collect())
+    }
+
     /// The rows a pass would claim, without claiming them (dry run).
     pub async fn claimable(&self, limit: u32) -> Result<Vec<MediaRow>, DbError> {
         let sql = format!(

@@ -6,6 +6,7 @@ pub mod check;
 pub mod cli;
 pub mod coalesce;
 pub mod config;
+pub mod cutover;
 pub mod db;
 pub mod fault;
 pub mod flush;

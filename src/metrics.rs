@@ -56,6 +56,7 @@ pub enum HttpRoute {
     HealthDeep,
     Metrics,
     Status,
+    Adopt,
     #[default]
     Other,
 }
@@ -68,6 +69,7 @@ impl HttpRoute {
             Self::HealthDeep => "health_deep",
             Self::Metrics => "metrics",
             Self::Status => "status",
+            Self::Adopt => "adopt",
             Self::Other => "other",
         }
     }

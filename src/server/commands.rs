@@ -143,6 +143,45 @@ pub async fn local_get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)>
     Ok((code, body))
 }
 
+/// Sends `method path` to the local health port and calls `on_line` with each line of the
+/// answer's body as it arrives: for answers that take as long as their work (no time limit
+/// once connected). An answer other than 200 is an error carrying its body.
+pub async fn local_stream(port: u16, method: &str, path: &str, mut on_line: impl FnMut(&[u8])) -> std::io::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+    let mut stream = tokio::time::timeout(Duration::from_secs(3), connect)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no connection within 3 s"))??;
+    let request = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut head = Vec::new();
+    loop {
+        let before = head.len();
+        if reader.read_until(b'\n', &mut head).await? == 0 || head[before..].trim_ascii().is_empty() {
+            break;
+        }
+    }
+    let code =
+        status_of(&head).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))?;
+    let mut line = Vec::new();
+    let mut body = Vec::new();
+    while reader.read_until(b'\n', &mut line).await? > 0 {
+        let trimmed = line.trim_ascii();
+        if code == 200 && !trimmed.is_empty() {
+            on_line(trimmed);
+        } else if code != 200 {
+            body.extend_from_slice(&line);
+        }
+        line.clear();
+    }
+    if code != 200 {
+        let body = String::from_utf8_lossy(&body).trim().to_owned();
+        return Err(std::io::Error::other(format!("answered {code}: {body}")));
+    }
+    Ok(())
+}
+
 /// The status code of a raw HTTP/1.x response.
 fn status_of(response: &[u8]) -> Option<u16> {
     let line = response.split(|&b| b == b'\n').next()?;

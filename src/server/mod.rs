@@ -270,7 +270,7 @@ fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
         let status = warp::path!("status")
             .and(warp::method())
             .and(query)
-            .and(with_shared)
+            .and(with_shared.clone())
             .then(|m: Method, query: String, shared: Arc<Shared>| async move {
                 match only_get(&m) {
                     Some(refused) => refused,
@@ -278,7 +278,19 @@ fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
                 }
             })
             .map(tag(HttpRoute::Status));
-        let metrics = metrics.or(status).unify();
+        let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+        let adopt = warp::path!("adopt")
+            .and(warp::method())
+            .and(query)
+            .and(with_shared)
+            .then(|m: Method, query: String, shared: Arc<Shared>| async move {
+                match m {
+                    Method::POST => scrape::adopt(&shared, &query).await,
+                    _ => method_not_allowed(),
+                }
+            })
+            .map(tag(HttpRoute::Adopt));
+        let metrics = metrics.or(status).unify().or(adopt).unify();
         let unknown = warp::any()
             .map(|| json(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "not found" })))
             .map(tag(HttpRoute::Other));

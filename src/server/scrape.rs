@@ -58,12 +58,63 @@ pub async fn status(shared: &Shared, query: &str) -> Response {
             slog::warn!(log, "status: ledger unreadable"; "error" => %e);
         }
     });
-    let stream = futures::stream::unfold(body, |mut body| async move {
-        body.recv()
-            .await
-            .map(|line| (Ok::<_, std::convert::Infallible>(line), body))
+    ndjson(futures::stream::unfold(body, |mut body| async move {
+        body.recv().await.map(|line| (line, body))
+    }))
+}
+
+/// `POST /adopt[?max_rate=N]`: `r2-sync adopt` run by this process, which holds the ledger;
+/// each outcome streamed as a JSON line, then `{"summary": ...}` (or `{"error": ...}`).
+pub async fn adopt(shared: &Shared, query: &str) -> Response {
+    let max_rate = match query.strip_prefix("max_rate=") {
+        None if query.is_empty() => None,
+        Some(rate) => match crate::cutover::commands::parse_rate(rate) {
+            Ok(rate) => Some(rate),
+            Err(e) => return super::json(http::StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e })),
+        },
+        None => {
+            let e = format!("unknown parameters {query:?} (only max_rate)");
+            return super::json(http::StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e }));
+        }
+    };
+    let (lines, body) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let (cfg, db, ledger, log) = (
+        shared.cfg.clone(),
+        shared.db.clone(),
+        shared.ledger.clone(),
+        shared.log.clone(),
+    );
+    tokio::spawn(async move {
+        let send = |value: serde_json::Value| {
+            let mut line = value.to_string().into_bytes();
+            line.push(b'\n');
+            // The client may have gone; the adoption goes on to its end all the same.
+            drop(lines.send(Bytes::from(line)));
+        };
+        let done = crate::cutover::adopt::run(&cfg, &db, &ledger, max_rate, |a| {
+            send(serde_json::to_value(a).expect("outcomes serialise"));
+        })
+        .await;
+        match done {
+            Ok(summary) => {
+                slog::info!(log, "adopt finished"; "adopted" => summary.adopted, "missing" => summary.missing);
+                send(serde_json::json!({ "summary": summary }));
+            }
+            Err(e) => {
+                slog::warn!(log, "adopt failed"; "error" => &e);
+                send(serde_json::json!({ "error": e }));
+            }
+        }
     });
-    let mut resp = warp::reply::stream(stream).into_response();
+    ndjson(futures::stream::unfold(body, |mut body| async move {
+        body.recv().await.map(|line| (line, body))
+    }))
+}
+
+/// A body of JSON lines, sent as they come.
+fn ndjson(lines: impl futures::Stream<Item = Bytes> + Send + Sync + 'static) -> Response {
+    use futures::StreamExt;
+    let mut resp = warp::reply::stream(lines.map(Ok::<_, std::convert::Infallible>)).into_response();
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
     resp

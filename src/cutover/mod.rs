@@ -1,0 +1,126 @@
+//! The migration's evidence and its last step (README, "Migrating from the bash service"):
+//! `shadow-report` compares the shadow copies with the old service's, and `adopt` makes the
+//! files the old service archived known to the ledger.
+
+pub mod adopt;
+pub mod commands;
+pub mod report;
+
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sha2::Digest;
+
+use crate::db::{Db, DbError, MediaRow};
+
+/// Rows read from PostgreSQL at a time by a walk over the archived ones.
+const PAGE: i64 = 1000;
+
+/// Size and SHA-256 (hex) of `file`, read at most `max_rate` bytes per second when given.
+/// Blocking.
+pub fn sha256_file(file: &Path, max_rate: Option<u64>) -> std::io::Result<(u64, String)> {
+    let mut f = std::fs::File::open(file)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let (started, mut total) = (Instant::now(), 0u64);
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok((total, hex::encode(hasher.finalize())));
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+        if let Some(rate) = max_rate.filter(|r| *r > 0) {
+            let due = Duration::from_secs_f64(total as f64 / rate as f64);
+            if let Some(ahead) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(ahead);
+            }
+        }
+    }
+}
+
+/// Every row the backend holds as archived with a path, in id order, read a page at a time.
+pub struct ArchivedRows<'a> {
+    db: &'a Db,
+    after: i64,
+    page: std::vec::IntoIter<MediaRow>,
+}
+
+impl<'a> ArchivedRows<'a> {
+    pub fn new(db: &'a Db) -> Self {
+        Self {
+            db,
+            after: 0,
+            page: Vec::new().into_iter(),
+        }
+    }
+
+    pub async fn next(&mut self) -> Result<Option<MediaRow>, DbError> {
+        if let Some(row) = self.page.next() {
+            return Ok(Some(row));
+        }
+        let page = self.db.archived_after(self.after, PAGE).await?;
+        if let Some(last) = page.last() {
+            self.after = last.id;
+        }
+        self.page = page.into_iter();
+        Ok(self.page.next())
+    }
+}
+
+/// Prints a progress line to stderr at most every few seconds.
+pub struct Progress {
+    what: &'static str,
+    last: Instant,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+impl Progress {
+    pub fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            last: Instant::now(),
+            files: 0,
+            bytes: 0,
+        }
+    }
+
+    pub fn add(&mut self, bytes: u64) {
+        self.files += 1;
+        self.bytes += bytes;
+        if self.last.elapsed() >= Duration::from_secs(5) {
+            self.last = Instant::now();
+            eprintln!(
+                "{}: {} files, {:.1} GiB so far",
+                self.what,
+                self.files,
+                self.bytes as f64 / (1u64 << 30) as f64
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_files_and_holds_to_a_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"abc").unwrap();
+        let (size, sha) = sha256_file(&file, None).unwrap();
+        assert_eq!(size, 3);
+        assert_eq!(sha, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        std::fs::write(&file, vec![7u8; 300_000]).unwrap();
+        let started = Instant::now();
+        sha256_file(&file, Some(1_000_000)).unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
