@@ -15,7 +15,11 @@
 #   BENCH_SMALL_FILES=2000  100 KB objects for row 3
 #   BENCH_SERVE_MIB=1024  the file served in row 5
 #   BENCH_WRK_SECS=10     duration of each wrk run
-#   BENCH_ONLY="videos big small resume serve context"  a subset, for working on the harness
+#   BENCH_LEDGER_ENTRIES="10000 1000000"  ledger sizes for the ledger rows (N finished
+#                         entries in the ledger, N archived rows in PostgreSQL)
+#   BENCH_ONLY="videos big small resume serve context ledger"  a subset, for working on the
+#                         harness; BENCH_ONLY=ledger alone updates only the ledger section of
+#                         BENCH_OUT and keeps the rest of the file
 #   BENCH_OUT=BENCHMARKS.md
 #   BENCH_SKIP_BUILD=1    use the binaries already in target/release
 #   BENCH_R2_ENV="SYNC_CONCURRENCY=8"   extra settings for every timed r2-sync pass
@@ -39,7 +43,11 @@ SMALL_FILES=${BENCH_SMALL_FILES:-2000}
 SMALL_BYTES=100000
 SERVE_MIB=${BENCH_SERVE_MIB:-1024}
 WRK_SECS=${BENCH_WRK_SECS:-10}
-ONLY=${BENCH_ONLY:-videos big small resume serve context}
+ONLY=${BENCH_ONLY:-videos big small resume serve context ledger}
+LEDGER_ENTRIES=${BENCH_LEDGER_ENTRIES:-10000 1000000}
+LEDGER_REQUESTS=50 # GETs of /metrics and of /status per size
+LEDGER_INTERVAL=2s # SYNC_INTERVAL of the ledger rows' `run`: passes with nothing to claim
+LEDGER_PASSES=5    # passes of that run whose elapsed_ms is taken
 OUT=${BENCH_OUT:-BENCHMARKS.md}
 BIN=$ROOT/target/release
 
@@ -104,9 +112,13 @@ need_tools() {
     need_ffmpeg
     need_postgres
     local missing=()
-    command -v rclone >/dev/null || missing+=(rclone)
-    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
-    command -v wrk >/dev/null || missing+=(wrk)
+    if wants videos || wants big || wants small || wants resume || wants serve || wants context; then
+        command -v rclone >/dev/null || missing+=(rclone)
+    fi
+    if wants serve; then
+        command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+        command -v wrk >/dev/null || missing+=(wrk)
+    fi
     command -v curl >/dev/null || missing+=(curl)
     [ -x /usr/bin/time ] || missing+=(time) # GNU time, for peak RSS (-v)
     if [ ${#missing[@]} -gt 0 ]; then
@@ -114,6 +126,17 @@ need_tools() {
         apt_install "${missing[@]}"
     fi
     NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+}
+
+# The versions of the tools this run uses.
+tool_versions() {
+    local v
+    v="r2-sync $("$BIN/r2-sync" --version | awk '{ print $2 }') ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src state 2>/dev/null || echo "+uncommitted"))"
+    if command -v rclone >/dev/null; then v+=", $(rclone version | sed -n 1p)"; fi
+    if [ -x "$NGINX" ]; then v+=", $("$NGINX" -v 2>&1 | sed 's/.*: //')"; fi
+    if command -v wrk >/dev/null; then v+=", $( (wrk -v 2>&1 || true) | sed -n 1p | cut -d' ' -f1-2)"; fi
+    v+=", $(psql -h 127.0.0.1 -U postgres -d postgres -qAtXc 'SHOW server_version' | sed 's/^/PostgreSQL /;s/ (.*//')"
+    echo "$v"
 }
 
 # The bucket lives in /dev/shm when it has room: R2 is remote, so neither its storage nor the
@@ -766,6 +789,158 @@ bench_context() {
 }
 
 # ---------------------------------------------------------------------------------------
+# Ledger at scale: `r2-sync run` over a ledger of N finished entries and N archived rows.
+
+# median_of: the median of the numbers on stdin, one a line.
+median_of() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1; printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# ledger_rows N: N rows archived before (status 'archived', none approved), each with the
+# archive path examples/ledger_scale.rs gives its ledger entry; then the index on
+# archive_path the README asks the tables' owner for (its own statement), and ANALYZE.
+ledger_rows() {
+    local n=$1 index
+    psql_q -c "INSERT INTO media (id, user_id, title, original_filename, content_type, file_size, r2_key, status,
+                   storage_location, archive_path, archived_at, approved_at)
+               SELECT g, 7, 'bench', format('clip %s.mp4', g), 'video/mp4', 50000000 + g,
+                      format('uploads/%s/0b6e3c1e-9d7a-4f0e-8f55-%s/clip %s.mp4', g % 500, lpad(g::text, 12, '0'), g),
+                      'archived', 'unraid', format('2026/%s/%s-clip %s.mp4', lpad((1 + g % 12)::text, 2, '0'), g, g),
+                      now(), now()
+               FROM generate_series(1, $n) g" >/dev/null
+    psql_q -c "SELECT setval(pg_get_serial_sequence('media', 'id'), $n)" >/dev/null
+    [ "$(psql_q -c "SELECT count(*) FROM media WHERE status = 'archived'")" -eq "$n" ] ||
+        die "ledger: the scratch database does not hold $n archived rows"
+    index=$(grep -m1 -o 'CREATE INDEX CONCURRENTLY.*idx_media_archive_path.*;' README.md) ||
+        die "ledger: the README's CREATE INDEX ... idx_media_archive_path statement is gone"
+    psql_q -c "$index" >/dev/null
+    psql_q -c "ANALYZE media" >/dev/null
+}
+
+# http_ms URL COUNT [CHECK]: median milliseconds of COUNT GETs of URL, one connection each
+# (curl's time_total: connect to last byte); every answer must be 200 (and contain CHECK).
+http_ms() {
+    local url=$1 count=$2 check=${3:-} body="$WORK/logs/http.body" out code secs
+    for _ in $(seq 1 "$count"); do
+        out=$(curl -s -o "$body" -w '%{http_code} %{time_total}' "$url") || die "ledger: GET $url failed"
+        read -r code secs <<<"$out"
+        [ "$code" = 200 ] || die "ledger: GET $url answered $code: $(head -c 300 "$body")"
+        [ -z "$check" ] || grep -qF "$check" "$body" || die "ledger: GET $url lacks '$check': $(head -c 300 "$body")"
+        calc "$secs * 1000"
+        echo
+    done | median_of
+}
+
+# ledger_at N: build, start, measure, stop.
+ledger_at() {
+    local n=$1
+    say "ledger: $n finished entries and $n archived rows"
+    reset_r2sync
+    ledger_rows "$n"
+    local file="$WORK/state/r2-sync.redb" built
+    built=$(BUILD_ONLY=1 IN_FLIGHT=0 "$BIN/examples/ledger_scale" "$n" "$file") ||
+        die "ledger: examples/ledger_scale could not build the ledger"
+    say "  built: $built"
+    local port hport log="$WORK/logs/ledger-run-$n.log"
+    port=$(free_port)
+    hport=$(free_port)
+    local env=("${R2ENV[@]}" SERVER_PORT="$port" HEALTH_PORT="$hport" SYNC_INTERVAL="$LEDGER_INTERVAL" LOG_LEVEL=info)
+    local health="http://127.0.0.1:$hport"
+    # A start after a reboot: the ledger just written, and PostgreSQL's files, out of the page
+    # cache when the kernel lets us (root outside a container), as in row 6.
+    local cache=cached
+    sync
+    if (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then cache="cold cache"; fi
+    meta ledger_cache "$cache"
+    local t0 t_up='' t_deep='' pid
+    t0=$EPOCHREALTIME
+    env -i "${env[@]}" "$BIN/r2-sync" run >"$log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    # Start-up to serving: the first 200 from /health, then from /health/deep (PostgreSQL,
+    # bucket, archive, ledger), polled every 5 ms.
+    local deadline=$((${EPOCHREALTIME%.*} + 30))
+    while [ "${EPOCHREALTIME%.*}" -lt "$deadline" ]; do
+        kill -0 "$pid" 2>/dev/null || die "ledger: r2-sync run exited: $(last_msg "$log")"
+        if [ -z "$t_up" ]; then
+            [ "$(curl -s -o /dev/null -w '%{http_code}' "$health/health")" = 200 ] && t_up=$EPOCHREALTIME
+        fi
+        if [ -n "$t_up" ]; then
+            [ "$(curl -s -o /dev/null -w '%{http_code}' "$health/health/deep")" = 200 ] && t_deep=$EPOCHREALTIME && break
+        fi
+        sleep 0.005
+    done
+    [ -n "$t_deep" ] || die "ledger: r2-sync run did not answer 200 on /health and /health/deep within 30 s: $(last_msg "$log")"
+    record ledger.startup_ms "$n" 1 "$(calc "($(elapsed "$t0" "$t_up")) * 1000")"
+    record ledger.deep_ms "$n" 1 "$(calc "($(elapsed "$t0" "$t_deep")) * 1000")"
+    # /metrics: the ledger's gauges are read on each scrape.
+    local ms # (assigned first: a failure inside "$(...)" as an argument would not stop the script)
+    ms=$(http_ms "$health/metrics" "$LEDGER_REQUESTS" "stage=\"done\"} $n")
+    record ledger.metrics_ms "$n" 1 "$ms"
+    # The status summary: GET /status, then the CLI, which finds the ledger in use and asks
+    # the running process (what an operator types).
+    ms=$(http_ms "$health/status" "$LEDGER_REQUESTS" "\"done\":$n")
+    record ledger.status_http_ms "$n" 1 "$ms"
+    local t1 t2 out="$WORK/logs/ledger-status-$n.out"
+    ms=$(for _ in $(seq 1 10); do
+        t1=$EPOCHREALTIME
+        env -i "${env[@]}" "$BIN/r2-sync" status >"$out" 2>&1 || die "ledger: r2-sync status failed: $(cat "$out")"
+        t2=$EPOCHREALTIME
+        grep -q "done=$n" "$out" || die "ledger: r2-sync status does not say done=$n: $(head -n 3 "$out")"
+        calc "($(elapsed "$t1" "$t2")) * 1000"
+        echo
+    done | median_of)
+    record ledger.status_cli_ms "$n" 1 "$ms"
+    # Passes with nothing to claim: run's own, one at start-up and then every LEDGER_INTERVAL;
+    # their elapsed_ms from the "pass finished" log lines.
+    local passes=0
+    for _ in $(seq 1 600); do
+        passes=$(grep -c '"msg":"pass finished"' "$log" || true)
+        [ "$passes" -ge "$LEDGER_PASSES" ] && break
+        kill -0 "$pid" 2>/dev/null || die "ledger: r2-sync run exited: $(last_msg "$log")"
+        sleep 0.1
+    done
+    [ "$passes" -ge "$LEDGER_PASSES" ] || die "ledger: r2-sync run logged $passes passes, not $LEDGER_PASSES, in 60 s"
+    grep '"msg":"pass finished"' "$log" | grep -vE '"claimed":0[,}]' >/dev/null &&
+        die "ledger: a pass claimed rows: $(grep '"msg":"pass finished"' "$log" | head -n 1)"
+    local pass_ms
+    pass_ms=$(grep '"msg":"pass finished"' "$log" | sed -n 's/.*"elapsed_ms":\([0-9]*\).*/\1/p')
+    ms=$(median_of <<<"$pass_ms")
+    record ledger.pass_ms "$n" 1 "$ms"
+    meta "ledger.passes.$n" "$(tr '\n' ' ' <<<"$pass_ms" | xargs)"
+    # Memory: the peak of the whole process life (VmHWM), read before it stops.
+    local hwm rss
+    hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+    rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+    record ledger.rss_mib "$n" 1 "$(calc "$hwm / 1024")"
+    record ledger.rss_now_mib "$n" 1 "$(calc "$rss / 1024")"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    # Whatever run complained of is reported beside the figures.
+    local warned
+    warned=$(grep -E '"level":"(warn|error|critical)"' "$log" || true)
+    if [ -n "$warned" ]; then
+        say "  r2-sync run logged $(wc -l <<<"$warned") warning(s) or error(s), the first: $(head -n 1 <<<"$warned" | cut -c1-300)"
+        meta "ledger.warned.$n" "$(wc -l <<<"$warned") line(s), the first: $(head -n 1 <<<"$warned" | cut -c1-300)"
+    fi
+    local bytes
+    bytes=$(stat -c %s "$file")
+    record ledger.file_mb "$n" 1 "$(calc "$bytes / 1e6")"
+    record ledger.bytes_per_entry "$n" 1 "$(calc "$bytes / $n")"
+    say "  $(awk -F'\t' -v n="$n" '$2 == n { printf "%s=%s ", substr($1, 8), $4 }' "$RESULTS")"
+}
+
+bench_ledger() {
+    local n
+    for n in $LEDGER_ENTRIES; do
+        [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "BENCH_LEDGER_ENTRIES must be positive integers, not '$n'"
+        ledger_at "$n"
+    done
+    meta ledger_entries "$LEDGER_ENTRIES"
+    meta ledger_requests "$LEDGER_REQUESTS"
+    meta ledger_interval "$LEDGER_INTERVAL"
+    meta ledger_command "BENCH_ONLY=\"$(xargs <<<"$ONLY")\" BENCH_LEDGER_ENTRIES=\"$LEDGER_ENTRIES\" ./scripts/bench.sh"
+}
+
+# ---------------------------------------------------------------------------------------
 
 describe_machine() {
     meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -786,7 +961,7 @@ describe_machine() {
     model=
     if [ -r "/sys/block/$dev/device/model" ]; then model=$(xargs <"/sys/block/$dev/device/model"); fi
     meta disk "$src ($fstype${model:+, $model}, $([ "$rota" = 0 ] && echo "non-rotational" || echo "rotational=$rota")), $(df -h --output=size "$WORK" | tail -n1 | xargs) — virtual disk unless a model is shown$([ -n "$LOOP" ] && echo "; the archive and rclone's destination on a fresh $(findmnt -no FSTYPE -T "$DISK") in a loop-mounted image on it (direct I/O)")"
-    meta versions "r2-sync $("$BIN/r2-sync" --version | awk '{ print $2 }') ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src state 2>/dev/null || echo "+uncommitted")), $(rclone version | sed -n 1p), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $( (wrk -v 2>&1 || true) | sed -n 1p | cut -d' ' -f1-2)"
+    meta versions "$(tool_versions)"
 }
 
 notes() {
@@ -807,8 +982,12 @@ main() {
     if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
         say "building release binaries"
         cargo build --locked --release -p r2-sync -p r2-sync-test-s3 --bins --examples || die "the release build failed"
+        if wants ledger; then
+            cargo build --locked --release -p r2-sync-state --example ledger_scale || die "the release build failed"
+        fi
     fi
     for b in r2-sync r2-sync-test-s3; do [ -x "$BIN/$b" ] || die "no release binary $BIN/$b"; done
+    if wants ledger && [ ! -x "$BIN/examples/ledger_scale" ]; then die "no release binary $BIN/examples/ledger_scale"; fi
 
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/r2-sync-bench.XXXXXX")
     mkdir -p "$WORK/logs"
@@ -842,11 +1021,14 @@ main() {
     if wants resume; then bench_resume; fi
     if wants serve; then bench_serve; fi
     if wants context; then bench_context; fi
+    if wants ledger; then bench_ledger; fi
     notes
 
     say "writing $OUT"
     echo
-    python3 bench/report.py "$RESULTS" "$META" "$OUT"
+    local only_ledger=()
+    [ "$(xargs <<<"$ONLY")" = ledger ] && only_ledger=(--only-ledger)
+    python3 bench/report.py "${only_ledger[@]}" "$RESULTS" "$META" "$OUT"
 }
 
 main "$@"
