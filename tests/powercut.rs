@@ -114,15 +114,29 @@ fn choose_kill(rng: &mut StdRng, typical_pass: Duration, biggest: u64) -> Kill {
     }
 }
 
-fn pass(rig: &Rig) -> tokio::process::Command {
+/// How the archive is made durable.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Flush {
+    /// fsync of each file and directory: what r2-sync does on FUSE, which it does not trust
+    /// with syncfs (and everywhere with `ARCHIVE_SYNCFS=false`).
+    Fsync,
+    /// The shared syncfs (`ARCHIVE_SYNCFS`, on by default, where the filesystem honours it),
+    /// through the test builds' stand-in: see `R2SYNC_FAULT_SYNCFS` in `src/flush.rs`.
+    Syncfs,
+}
+
+fn pass(rig: &Rig, flush: Flush) -> tokio::process::Command {
     let mut cmd = rig.command(&["sync", "--once"]);
     cmd.env("SYNC_CONCURRENCY", "3").env("LOG_LEVEL", "warn");
+    if flush == Flush::Syncfs {
+        cmd.env("R2SYNC_FAULT_SYNCFS", r2_sync_test_powercut_fs::SYNCFS_FILE);
+    }
     cmd
 }
 
 /// Runs a pass interrupted by `kill`; true when it was (rather than ending first).
-async fn interrupted_pass(rig: &Rig, kill: &Kill) -> bool {
-    let mut cmd = pass(rig);
+async fn interrupted_pass(rig: &Rig, flush: Flush, kill: &Kill) -> bool {
+    let mut cmd = pass(rig, flush);
     if let Kill::Fault(fault) = kill {
         cmd.env("R2SYNC_FAULT", fault);
     }
@@ -151,11 +165,14 @@ async fn interrupted_pass(rig: &Rig, kill: &Kill) -> bool {
 }
 
 /// A pass to its end; its output.
-async fn full_pass(rig: &Rig, context: &str) -> String {
-    let out = tokio::time::timeout(Duration::from_secs(120), pass(rig).env("LOG_LEVEL", "info").output())
-        .await
-        .unwrap_or_else(|_| panic!("{context}: a pass ends"))
-        .unwrap();
+async fn full_pass(rig: &Rig, flush: Flush, context: &str) -> String {
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        pass(rig, flush).env("LOG_LEVEL", "info").output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{context}: a pass ends"))
+    .unwrap();
     let logs = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -170,6 +187,15 @@ async fn full_pass(rig: &Rig, context: &str) -> String {
 
 #[tokio::test]
 async fn power_cuts_at_random_moments_of_real_passes_lose_nothing() {
+    power_cuts(Flush::Fsync).await;
+}
+
+#[tokio::test]
+async fn power_cuts_at_random_moments_of_real_passes_lose_nothing_with_the_shared_syncfs() {
+    power_cuts(Flush::Syncfs).await;
+}
+
+async fn power_cuts(flush: Flush) {
     let rounds: usize = std::env::var("POWERCUT_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -178,7 +204,7 @@ async fn power_cuts_at_random_moments_of_real_passes_lose_nothing() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(rand::random);
-    eprintln!("power-cut suite: {rounds} rounds, POWERCUT_SEED={seed}");
+    eprintln!("power-cut suite ({flush:?}): {rounds} rounds, POWERCUT_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     let rig = Rig::new().await;
     let mut disks = Disks::mount(&rig);
@@ -188,28 +214,38 @@ async fn power_cuts_at_random_moments_of_real_passes_lose_nothing() {
     let mut typical_pass = Duration::from_millis(1500);
     let mut interrupted = 0;
     let started = Instant::now();
+    // Where each round's uploads start in `seeded`.
+    let mut firsts = Vec::new();
     for round in 0..rounds {
         let count = rng.random_range(2..=4);
+        firsts.push(seeded.len());
         seeded.extend(upload(&rig, &bodies, round, count, &mut rng).await);
         let kill = choose_kill(&mut rng, typical_pass, biggest);
         // Half the cuts lose everything not fsynced; the others let each pending change
         // through or not at random (the kernel's writeback may have got there first).
         let keep = if rng.random_bool(0.5) { 0.0 } else { 0.5 };
         let context = format!("POWERCUT_SEED={seed} round {round} ({kill:?}, keep {keep})");
-        if interrupted_pass(&rig, &kill).await {
+        if interrupted_pass(&rig, flush, &kill).await {
             interrupted += 1;
         }
         disks.power_cut(keep, &mut rng);
         let took = Instant::now();
-        let logs = full_pass(&rig, &context).await;
+        let logs = full_pass(&rig, flush, &context).await;
         typical_pass = (typical_pass + took.elapsed()) / 2;
         // Shown only when the check below fails.
         eprintln!("{context}: the pass after the reboot said:\n{logs}");
-        invariants::check_rig(&rig, &seeded).await;
+        // Every file every tenth round; else those of the last three rounds (a pass only
+        // touches files still under way), so that the checks stay linear in the rounds.
+        let checked = if round % 10 == 9 {
+            0
+        } else {
+            firsts[round.saturating_sub(2)]
+        };
+        invariants::check_rig(&rig, &seeded[checked..]).await;
     }
     // What the last round's pass left owed is settled by one more, after one more cut.
     disks.power_cut(0.0, &mut rng);
-    full_pass(&rig, &format!("POWERCUT_SEED={seed} last pass")).await;
+    full_pass(&rig, flush, &format!("POWERCUT_SEED={seed} last pass")).await;
     invariants::check_rig(&rig, &seeded).await;
     // Each file reached its outcome: nothing lost to a cut is left waiting for a retry.
     let noise = sha256_hex(&bodies.noise);
@@ -224,14 +260,21 @@ async fn power_cuts_at_random_moments_of_real_passes_lose_nothing() {
     }
     let (archive, state) = (disks.archive.stats(), disks.state.stats());
     eprintln!(
-        "power-cut suite: {rounds} rounds ({interrupted} passes interrupted) in {:?}; archive {archive:?}; state {state:?}",
+        "power-cut suite ({flush:?}): {rounds} rounds ({interrupted} passes interrupted) in {:?}; archive {archive:?}; state {state:?}",
         started.elapsed()
     );
     assert!(interrupted > 0 || rounds < 4, "no pass was ever interrupted");
     assert!(
-        archive.lost > 0 && state.file_syncs > 0 && archive.file_syncs > 0 && archive.dir_syncs > 0,
-        "the cuts lost something, and both file systems were fsynced: archive {archive:?}, state {state:?}"
+        archive.lost > 0 && state.file_syncs > 0,
+        "the cuts lost something, and the ledger was fsynced: archive {archive:?}, state {state:?}"
     );
+    match flush {
+        Flush::Fsync => assert!(
+            archive.file_syncs > 0 && archive.dir_syncs > 0 && archive.syncfs == 0,
+            "the archive was fsynced file by file: {archive:?}"
+        ),
+        Flush::Syncfs => assert!(archive.syncfs > 0, "the archive was flushed by syncfs: {archive:?}"),
+    }
 }
 
 /// What the ledger records as downloaded (or as downloaded up to some length) is on the disk
@@ -264,12 +307,12 @@ async fn a_download_the_ledger_recorded_survives_a_power_cut() {
             size,
         }];
         assert!(
-            interrupted_pass(&rig, &Kill::Fault(fault.clone())).await,
+            interrupted_pass(&rig, Flush::Fsync, &Kill::Fault(fault.clone())).await,
             "{fault} fired"
         );
         disks.power_cut(0.0, &mut StdRng::seed_from_u64(0));
         let sent = rig.s3.bytes_sent().await;
-        let logs = full_pass(&rig, &fault).await;
+        let logs = full_pass(&rig, Flush::Fsync, &fault).await;
         invariants::check_rig(&rig, &seeded).await;
         assert_eq!(
             rig.status(id).await,

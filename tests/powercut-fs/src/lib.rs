@@ -17,9 +17,11 @@
 //!   system: fsyncing either directory makes it durable in both (the entry appears at the new
 //!   name and disappears from the old one together). A created entry whose inode was never
 //!   fsynced comes back empty (a file of length 0, or an empty directory).
-//! - Nothing else: not `close`, not `flush`, not `syncfs`/`sync` (the kernel does not pass
-//!   them on to a FUSE server, so a program relying on them loses its data here; see the
-//!   tests' docs), not time.
+//! - `fsync` of the file [`SYNCFS_FILE`] at the root: everything, as `syncfs` would. The
+//!   kernel does not pass `syncfs` (or `sync`) on to a FUSE server (only virtiofs gets
+//!   it), so a program relying on them would lose its data here: test builds of r2-sync
+//!   fsync that file after each shared syncfs when told to (`R2SYNC_FAULT_SYNCFS`).
+//! - Nothing else: not `close`, not `flush`, not time.
 //!
 //! At a cut, each inode with changes not yet durable may also keep them all, with the
 //! probability the caller gives (the kernel's writeback may have reached the disk before the
@@ -47,6 +49,11 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 const ROOT: u64 = 1;
+
+/// The file at the root whose `fsync` stands for a `syncfs` of the whole file system (which
+/// the kernel does not pass on to FUSE): everything written before it is made durable. Test
+/// builds of r2-sync call it after each shared syncfs when `R2SYNC_FAULT_SYNCFS` names it.
+pub const SYNCFS_FILE: &str = ".powercut-syncfs";
 /// Nothing is cached by the kernel: every lookup and stat comes here.
 const TTL: Duration = Duration::ZERO;
 
@@ -93,6 +100,8 @@ pub struct Stats {
     pub file_syncs: u64,
     /// `fsync` of directories.
     pub dir_syncs: u64,
+    /// `fsync`s of [`SYNCFS_FILE`], each one standing for a `syncfs`.
+    pub syncfs: u64,
     /// Power cuts.
     pub cuts: u64,
     /// Inodes whose changes not yet durable were lost at a cut.
@@ -556,7 +565,19 @@ impl Filesystem for Fs {
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         let mut s = self.state();
         s.stats.file_syncs += 1;
-        s.sync(ino.0);
+        if s.parent
+            .get(&ino.0)
+            .is_some_and(|(p, n)| *p == ROOT && n == SYNCFS_FILE)
+        {
+            s.stats.syncfs += 1;
+            let mut all: Vec<u64> = s.pending.iter().copied().collect();
+            all.sort_unstable();
+            for ino in all {
+                s.sync(ino);
+            }
+        } else {
+            s.sync(ino.0);
+        }
         reply.ok();
     }
 
