@@ -143,9 +143,9 @@ fn non_replacing_renames_and_directory_rules_hold() {
     write(&root.join("b"), b"b", false);
     let replaced = rustix::fs::renameat_with(
         rustix::fs::CWD,
-        &root.join("a"),
+        root.join("a"),
         rustix::fs::CWD,
-        &root.join("b"),
+        root.join("b"),
         rustix::fs::RenameFlags::NOREPLACE,
     );
     assert_eq!(replaced, Err(rustix::io::Errno::EXIST));
