@@ -71,6 +71,8 @@ async fn upload(rig: &Rig, bodies: &Bodies, round: usize, count: usize, rng: &mu
     let mut seeded = Vec::new();
     for i in 0..count {
         let bytes = match rng.random_range(0..10) {
+            // The first round's first file is big: see `power_cuts`.
+            _ if round == 0 && i == 0 => &bodies.big,
             0..3 => &bodies.big,
             3 => &bodies.noise,
             _ => &bodies.small,
@@ -220,10 +222,15 @@ async fn power_cuts(flush: Flush) {
         let count = rng.random_range(2..=4);
         firsts.push(seeded.len());
         seeded.extend(upload(&rig, &bodies, round, count, &mut rng).await);
-        let kill = choose_kill(&mut rng, typical_pass, biggest);
+        // The first pass is cut halfway through the big file's first segment, before anything
+        // of it is made durable, so that every run loses something to a cut. Then at random.
+        let kill = match round {
+            0 => Kill::Fault(format!("download@{}", r2_sync::sync::download::SEGMENT / 2)),
+            _ => choose_kill(&mut rng, typical_pass, biggest),
+        };
         // Half the cuts lose everything not fsynced; the others let each pending change
         // through or not at random (the kernel's writeback may have got there first).
-        let keep = if rng.random_bool(0.5) { 0.0 } else { 0.5 };
+        let keep = if round > 0 && rng.random_bool(0.5) { 0.5 } else { 0.0 };
         let context = format!("POWERCUT_SEED={seed} round {round} ({kill:?}, keep {keep})");
         if interrupted_pass(&rig, flush, &kill).await {
             interrupted += 1;

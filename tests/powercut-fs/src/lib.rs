@@ -688,7 +688,7 @@ impl PowerCutFs {
         };
         let mut tries = 0;
         loop {
-            match rustix::mount::unmount(&self.mountpoint, rustix::mount::UnmountFlags::empty()) {
+            match unmount(&self.mountpoint) {
                 Ok(()) => break,
                 Err(rustix::io::Errno::BUSY) if tries < 200 => {
                     tries += 1;
@@ -728,6 +728,26 @@ impl PowerCutFs {
 
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
+    }
+}
+
+/// Unmounts `path`: directly as root, else with `fusermount3 -u` (whose failures are taken
+/// for a busy mount, to be tried again).
+fn unmount(path: &Path) -> Result<(), rustix::io::Errno> {
+    match rustix::mount::unmount(path, rustix::mount::UnmountFlags::empty()) {
+        Err(rustix::io::Errno::PERM) => {
+            let done = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg(path)
+                .stderr(std::process::Stdio::null())
+                .status();
+            match done {
+                Ok(status) if status.success() => Ok(()),
+                Ok(_) => Err(rustix::io::Errno::BUSY),
+                Err(_) => Err(rustix::io::Errno::PERM),
+            }
+        }
+        other => other,
     }
 }
 
