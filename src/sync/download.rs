@@ -2,9 +2,9 @@
 //!
 //! The object is fetched in segments; after each one the file is fsynced (and, once, when it
 //! is new, its directory) and only then is the new length recorded in the ledger, so a
-//! recorded length is always on disk. A restart
-//! truncates the temp file to the recorded length, re-hashes that prefix, and continues with a
-//! ranged GET guarded by `If-Match` on the ETag.
+//! recorded length is always on disk. A restart truncates the temp file to the recorded
+//! length, re-hashes that prefix, and continues with a ranged GET guarded by `If-Match` on
+//! the ETag.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
