@@ -25,8 +25,11 @@
 //!
 //! At a cut, each inode with changes not yet durable may also keep them all, with the
 //! probability the caller gives (the kernel's writeback may have reached the disk before the
-//! power went): 0 gives the harshest case, where only what was fsynced is left. A file keeps
-//! all of its pending writes or none: torn writes inside a file are not modelled.
+//! power went): 0 gives the harshest case, where only what was fsynced is left. With a
+//! probability above 0, a file that does not keep all of its pending writes keeps, half the
+//! time, the first few of them in the order they were made (a torn write-back, at the
+//! granularity of the write requests the kernel passed on); writes torn inside one request,
+//! or kept out of order, are not modelled.
 //!
 //! Not supported (answered with an error): hard links, symlinks, special files, extended
 //! attributes. Locks are the kernel's own (FUSE keeps them locally when the server does not
@@ -61,6 +64,29 @@ const TTL: Duration = Duration::ZERO;
 enum Content {
     File(Vec<u8>),
     Dir(BTreeMap<OsString, u64>),
+}
+
+/// A change to a file's bytes not yet durable, kept so that a cut can keep some of them.
+#[derive(Clone, Debug)]
+enum Op {
+    Write(u64, Vec<u8>),
+    Len(u64),
+}
+
+impl Op {
+    fn apply(&self, data: &mut Vec<u8>) {
+        match self {
+            Op::Write(offset, bytes) => {
+                let start = *offset as usize;
+                let end = start + bytes.len();
+                if data.len() < end {
+                    data.resize(end, 0);
+                }
+                data[start..end].copy_from_slice(bytes);
+            }
+            Op::Len(len) => data.resize(*len as usize, 0),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -108,6 +134,8 @@ pub struct Stats {
     pub lost: u64,
     /// Inodes whose changes not yet durable were kept at a cut (written back in time).
     pub kept: u64,
+    /// Files that kept only their first few pending writes at a cut.
+    pub torn: u64,
 }
 
 struct State {
@@ -117,6 +145,8 @@ struct State {
     durable: HashMap<u64, Node>,
     /// Inodes whose live state may differ from their durable one.
     pending: HashSet<u64>,
+    /// Each file's writes and length changes since it was last made durable, in order.
+    ops: HashMap<u64, Vec<Op>>,
     next_ino: u64,
     stats: Stats,
 }
@@ -135,6 +165,7 @@ impl State {
             parent: HashMap::new(),
             durable: HashMap::from([(ROOT, root)]),
             pending: HashSet::new(),
+            ops: HashMap::new(),
             next_ino: ROOT + 1,
             stats: Stats::default(),
         }
@@ -261,6 +292,7 @@ impl State {
             return;
         };
         self.pending.remove(&ino);
+        self.ops.remove(&ino);
         if let Content::Dir(now) = &node.content {
             let before = self
                 .durable
@@ -313,9 +345,23 @@ impl State {
             if !self.live.contains_key(&ino) {
                 continue;
             }
+            let ops = self.ops.get(&ino).map_or(0, Vec::len);
             if keep > 0.0 && rng.random_bool(keep) {
                 self.sync(ino);
                 self.stats.kept += 1;
+            } else if keep > 0.0 && ops > 1 && rng.random_bool(0.5) {
+                let first = rng.random_range(1..ops);
+                let mut node = match self.durable.get(&ino) {
+                    Some(durable) => durable.clone(),
+                    None => self.live[&ino].empty_like(),
+                };
+                if let Content::File(data) = &mut node.content {
+                    for op in &self.ops[&ino][..first] {
+                        op.apply(data);
+                    }
+                }
+                self.durable.insert(ino, node);
+                self.stats.torn += 1;
             } else {
                 self.stats.lost += 1;
             }
@@ -348,6 +394,7 @@ impl State {
         self.live = live;
         self.parent = parent;
         self.pending.clear();
+        self.ops.clear();
         self.stats.cuts += 1;
     }
 }
@@ -367,6 +414,13 @@ fn perm(mode: u32, umask: u32) -> u16 {
 }
 
 impl Filesystem for Fs {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> io::Result<()> {
+        // Writes come in requests of at most 64 KiB, so that a torn write-back (see the
+        // module's doc) can keep part of one big write.
+        let _ = config.set_max_write(64 << 10);
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let s = self.state();
         match s.child(parent.0, name).and_then(|ino| s.attr(ino)) {
@@ -418,6 +472,13 @@ impl Filesystem for Fs {
                 }
                 node.mtime = SystemTime::now();
             }
+            Ok(())
+        });
+        if let (Ok(()), Some(size)) = (&changed, size) {
+            s.ops.entry(ino.0).or_default().push(Op::Len(size));
+        }
+        let changed = changed.and_then(|()| {
+            let node = s.node_mut(ino.0)?;
             match mtime {
                 Some(TimeOrNow::SpecificTime(t)) => node.mtime = t,
                 Some(TimeOrNow::Now) => node.mtime = SystemTime::now(),
@@ -481,6 +542,7 @@ impl Filesystem for Fs {
         reply: ReplyCreate,
     ) {
         let mut s = self.state();
+        let mut truncated = false;
         let ino = match s.child(parent.0, name) {
             Ok(_) if flags & libc::O_EXCL != 0 => Err(Errno::EEXIST),
             Ok(ino) => match s.node_mut(ino).map(|n| &mut n.content) {
@@ -488,6 +550,7 @@ impl Filesystem for Fs {
                 Ok(Content::File(data)) => {
                     if flags & libc::O_TRUNC != 0 {
                         data.clear();
+                        truncated = true;
                     }
                     Ok(ino)
                 }
@@ -496,6 +559,9 @@ impl Filesystem for Fs {
             Err(Errno::ENOENT) => s.make(req, parent.0, name, Content::File(Vec::new()), perm(mode, umask)),
             Err(e) => Err(e),
         };
+        if let (true, Ok(ino)) = (truncated, &ino) {
+            s.ops.entry(*ino).or_default().push(Op::Len(0));
+        }
         match ino.and_then(|ino| s.attr(ino)) {
             Ok(attr) => reply.created(&TTL, &attr, Generation(0), FileHandle(0), FopenFlags::empty()),
             Err(e) => reply.error(e),
@@ -542,13 +608,10 @@ impl Filesystem for Fs {
         match s.node_mut(ino.0) {
             Ok(node) => match &mut node.content {
                 Content::File(data) => {
-                    let start = offset as usize;
-                    let end = start + bytes.len();
-                    if data.len() < end {
-                        data.resize(end, 0);
-                    }
-                    data[start..end].copy_from_slice(bytes);
+                    let op = Op::Write(offset, bytes.to_vec());
+                    op.apply(data);
                     node.mtime = SystemTime::now();
+                    s.ops.entry(ino.0).or_default().push(op);
                     reply.written(bytes.len() as u32);
                 }
                 Content::Dir(_) => reply.error(Errno::EISDIR),

@@ -161,3 +161,33 @@ fn non_replacing_renames_and_directory_rules_hold() {
     assert_eq!(names, ["a", "b", "d"]);
     assert!(File::create_new(root.join("a")).is_err(), "O_EXCL");
 }
+
+#[test]
+fn a_file_may_keep_the_first_of_its_pending_writes_only() {
+    let (_dir, mut fs) = mounted();
+    let root = fs.mountpoint().to_path_buf();
+    write(&root.join("f"), b"", true);
+    fsync_dir(&root);
+    // Each write a request of its own, made in this order.
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..40 {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(root.join("f"))
+            .unwrap();
+        for chunk in [&b"aaaa"[..], b"bbbb", b"cccc"] {
+            f.write_all(chunk).unwrap();
+        }
+        drop(f);
+        fs.power_cut(0.5, seed).unwrap();
+        let kept = fs::read(root.join("f")).unwrap();
+        assert!(
+            [&b""[..], b"aaaa", b"aaaabbbb", b"aaaabbbbcccc"].contains(&kept.as_slice()),
+            "a prefix of the writes, in order: {kept:?}"
+        );
+        seen.insert(kept);
+    }
+    assert!(seen.len() >= 3, "all, none and some were kept over 40 cuts: {seen:?}");
+    assert!(fs.stats().torn > 0, "{:?}", fs.stats());
+}
