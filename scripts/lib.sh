@@ -14,6 +14,17 @@ need_curl() {
     command -v curl >/dev/null || apt_install curl ca-certificates
 }
 
+# The power-cut tests (tests/powercut.rs) mount a FUSE file system: /dev/fuse must exist (the
+# kernel's; a container needs --device /dev/fuse --cap-add SYS_ADMIN). As root they mount
+# directly; anyone else needs fusermount3, from fuse3.
+need_fuse() {
+    if [ ! -e /dev/fuse ]; then
+        echo "/dev/fuse is missing: the power-cut tests need FUSE (modprobe fuse; in a container, --device /dev/fuse --cap-add SYS_ADMIN)" >&2
+        return 1
+    fi
+    command -v fusermount3 >/dev/null || apt_install fuse3
+}
+
 need_nextest() {
     cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh Debian machine: installs what the tests need (idempotent),
+# The whole test suite on a fresh Debian machine: installs what the tests need (idempotent;
+# FUSE's fusermount3 among them, for the power-cut tests),
 # starts the local PostgreSQL when it is down, builds the test S3 server, runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,6 +8,7 @@ source scripts/lib.sh
 
 need_ffmpeg
 need_curl
+need_fuse
 need_nextest
 need_postgres
 cargo build --locked -p r2-sync-test-s3

@@ -33,6 +33,22 @@ pub fn honours_syncfs(f_type: u64) -> bool {
     SYNCFS_HONOURED.contains(&f_type)
 }
 
+/// Test builds only (`fault-injection`): `R2SYNC_FAULT_SYNCFS=<name>` makes the root's
+/// filesystem count as honouring syncfs whatever it is, and each shared syncfs also fsync the
+/// file `<root>/<name>`. The power-cut tests' FUSE file system, to which the kernel does not
+/// pass syncfs on, takes that fsync as the syncfs: everything written to it before then is
+/// made durable. That is how the shared flush is tried against power cuts.
+#[cfg(feature = "fault-injection")]
+fn syncfs_stand_in(root: &Path) -> Option<PathBuf> {
+    std::env::var_os("R2SYNC_FAULT_SYNCFS").map(|name| root.join(name))
+}
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+fn syncfs_stand_in(_: &Path) -> Option<PathBuf> {
+    None
+}
+
 /// Makes files and directory entries under one root durable.
 pub struct Flusher {
     root: PathBuf,
@@ -48,13 +64,29 @@ struct Shared {
     syncs: Coalescer<(), io::Result<()>>,
     /// syncfs calls made.
     runs: AtomicU64,
+    /// See [`syncfs_stand_in`].
+    stand_in: Option<PathBuf>,
 }
 
 impl Shared {
     async fn sync(&self) -> io::Result<()> {
         let syncfs = |callers: Vec<()>| async move {
             let fs = std::sync::Arc::clone(&self.fs);
-            let done = tokio::task::spawn_blocking(move || rustix::fs::syncfs(&*fs)).await;
+            let stand_in = self.stand_in.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                rustix::fs::syncfs(&*fs)?;
+                match stand_in {
+                    Some(file) => File::options()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(file)
+                        .and_then(|f| f.sync_all())
+                        .map_err(|e| rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO)),
+                    None => Ok(()),
+                }
+            })
+            .await;
             self.runs.fetch_add(1, Ordering::Relaxed);
             // io::Error is not Clone: every caller gets its own copy of the answer.
             let answer = |_| match &done {
@@ -91,10 +123,12 @@ impl Flusher {
             tokio::task::spawn_blocking(move || -> io::Result<Option<Shared>> {
                 let fs = File::open(&root)?;
                 let f_type = rustix::fs::fstatfs(&fs)?.f_type as u64;
-                Ok(honours_syncfs(f_type).then(|| Shared {
+                let stand_in = syncfs_stand_in(&root);
+                Ok((honours_syncfs(f_type) || stand_in.is_some()).then(|| Shared {
                     fs: std::sync::Arc::new(fs),
                     syncs: Coalescer::default(),
                     runs: AtomicU64::new(0),
+                    stand_in,
                 }))
             })
             .await

@@ -1,9 +1,10 @@
 //! Resumable, verified download of one object into a temp file.
 //!
-//! The object is fetched in segments; after each one the file is fsynced and only then is
-//! the new length recorded in the ledger, so a recorded length is always on disk. A restart
-//! truncates the temp file to the recorded length, re-hashes that prefix, and continues with a
-//! ranged GET guarded by `If-Match` on the ETag.
+//! The object is fetched in segments; after each one the file is fsynced (and, once, when it
+//! is new, its directory) and only then is the new length recorded in the ledger, so a
+//! recorded length is always on disk. A restart truncates the temp file to the recorded
+//! length, re-hashes that prefix, and continues with a ranged GET guarded by `If-Match` on
+//! the ETag.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -224,6 +225,12 @@ pub async fn run(mut req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Dow
     drop(req.first_share.take());
     let hashes = Hashes::start(etag_is_md5(&req.object.etag), req.object.size);
     let (mut writer, written) = open_resumed(&req.temp, req.resume_from, req.object.size, hashes).await?;
+    if written.load(Ordering::Relaxed) == 0 && !req.flush.is_shared().await {
+        // A new temp file: its name made durable before the ledger records any of its bytes
+        // (fsyncing a file makes its bytes durable, not its directory entry; a shared flush
+        // covers both).
+        sync_parent(&req.temp).await?;
+    }
     if !req.prefix.is_empty() {
         writer
             .write_all(&req.prefix)
@@ -299,6 +306,13 @@ async fn store_whole(req: &Request<'_>) -> Result<Downloaded, DownloadError> {
         fetched: size,
         whole: true,
     })
+}
+
+/// Makes `file`'s directory entry durable: an fsync of its directory.
+async fn sync_parent(file: &Path) -> Result<(), DownloadError> {
+    let dir = file.parent().expect("temp files live in a directory");
+    let handle = tokio::fs::File::open(dir).await.map_err(DownloadError::disk(dir))?;
+    handle.sync_all().await.map_err(DownloadError::disk(dir))
 }
 
 async fn sync(writer: &mut HashingWriter, req: &Request<'_>) -> Result<(), DownloadError> {
