@@ -213,6 +213,9 @@ say "archived $ARCHIVE_PATH: $(stat -c '%u:%g %a' "$file"), sidecar $(stat -c '%
 say "r2-sync status"
 status_out=$(in_container r2-sync status) || fail "r2-sync status: $status_out"
 indent <<<"$status_out"
+grep -qE "^1 entries: .*(done|recorded)=1" <<<"$status_out" || fail "r2-sync status does not count media $ID as done"
+status_out=$(in_container r2-sync status --media-id "$ID") || fail "r2-sync status --media-id $ID: $status_out"
+indent <<<"$status_out"
 grep -qE "^ +$ID +(done|recorded) " <<<"$status_out" || fail "r2-sync status does not list media $ID as done"
 
 say "a signed link from r2-sync token, fetched with a Range"
