@@ -198,7 +198,7 @@ create_db() {
 }
 psql_q() { PGOPTIONS='-c client_min_messages=warning' psql -h 127.0.0.1 -U postgres -d "$DB" -qAtX -v ON_ERROR_STOP=1 "$@"; }
 
-# r2-sync's environment, as in tests/common/mod.rs Rig::env; nothing else is inherited.
+# r2-sync's environment, as in tests/it/common/mod.rs Rig::env; nothing else is inherited.
 r2_env() {
     R2ENV=(PATH="$PATH" DB_HOST=127.0.0.1 DB_PORT=5432 DB_NAME="$DB" DB_USER=postgres DB_SSLMODE=disable
         R2_ENDPOINT="$S3_URL" R2_ACCESS_KEY="$ACCESS_KEY" R2_SECRET_KEY="$SECRET_KEY" R2_BUCKET="$BUCKET"

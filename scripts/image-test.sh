@@ -130,7 +130,7 @@ create_scratch_db "$NAME"
 PASSWORD="pw-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 psql -h 127.0.0.1 -U postgres -qc \
     "CREATE ROLE $NAME LOGIN PASSWORD '$PASSWORD' IN ROLE r2sync_password_auth" >/dev/null
-# Exactly the README's grants (as tests/grants.rs reads them), for this role.
+# Exactly the README's grants (as tests/it/grants.rs reads them), for this role.
 grep -E '^ *GRANT .* TO r2sync;$' README.md | sed "s/^ *//; s/ TO r2sync;\$/ TO $NAME;/" >"$WORK/grants.sql"
 [ -s "$WORK/grants.sql" ] || fail "README.md lists no GRANT ... TO r2sync;"
 psql -h 127.0.0.1 -U postgres -d "$NAME" -q -v ON_ERROR_STOP=1 -f "$WORK/grants.sql" >/dev/null

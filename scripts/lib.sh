@@ -14,7 +14,7 @@ need_curl() {
     command -v curl >/dev/null || apt_install curl ca-certificates
 }
 
-# The power-cut tests (tests/powercut.rs) mount a FUSE file system: /dev/fuse must exist (the
+# The power-cut tests (tests/it/powercut.rs) mount a FUSE file system: /dev/fuse must exist (the
 # kernel's; a container needs --device /dev/fuse --cap-add SYS_ADMIN). As root they mount
 # directly; anyone else needs fusermount3, from fuse3.
 need_fuse() {
@@ -43,7 +43,7 @@ need_postgres() {
     return 1
 }
 
-# Tests of what a real install meets (tests/grants.rs) log in over TCP as members of the group
+# Tests of what a real install meets (tests/it/grants.rs) log in over TCP as members of the group
 # r2sync_password_auth, which must give a password; everyone else keeps the cluster's trust.
 # pg_hba.conf takes the first matching line, so this one goes first.
 need_password_auth() {

@@ -1,7 +1,7 @@
 //! Smoke tests proving each real part of the rig works through the project's own modules.
 //! They fail, never skip, when PostgreSQL, the S3 server or ffprobe is missing or broken.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,8 +4,8 @@
 //! makes the old files ledger-known (served with PostgreSQL unreachable), writes their
 //! sidecars, never replaces one, and lists the missing file.
 
-mod common;
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use common::{media, NewMedia, Rig, BUCKET};
 use serde_json::Value;

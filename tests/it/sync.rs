@@ -1,7 +1,7 @@
 //! The sync pipeline end to end: the real binary against real PostgreSQL, S3 server and
 //! ffprobe.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

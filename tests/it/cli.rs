@@ -1,6 +1,6 @@
 //! The real binary: bad configuration, `check` against live and dead dependencies.
 
-mod common;
+use crate::common;
 
 use common::Rig;
 

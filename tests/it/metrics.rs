@@ -2,7 +2,7 @@
 //! the parts `r2-sync run` wires (`app::Parts`: one `Metrics` for the syncer and the server),
 //! scraped on the health port; the file port (the tunnel's side) never serves them.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! command (with the server holding the ledger, and without), `healthcheck`, SIGTERM, and
 //! the whole stdout checked for tokens.
 
-mod common;
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use std::net::SocketAddr;
 use std::process::Stdio;

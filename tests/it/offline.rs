@@ -1,7 +1,7 @@
 //! PostgreSQL going away mid-pass: transfers go on, the writes they owe wait in the ledger
 //! and are applied when it is back.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

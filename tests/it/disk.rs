@@ -2,7 +2,7 @@
 //! and the pass goes on with what fits. Needs root to mount a small tmpfs (the CI machine
 //! runs as root); it fails, never skips, without it.
 
-mod common;
+use crate::common;
 
 use common::{media, object_key, NewMedia, Rig};
 

@@ -3,7 +3,7 @@
 //! `make test` builds with `--features fault-injection`; without it this file is empty.
 #![cfg(feature = "fault-injection")]
 
-mod common;
+use crate::common;
 
 use common::invariants::{self, sha256_hex, Seeded};
 use common::{media, object_key, NewMedia, Rig};

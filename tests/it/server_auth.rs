@@ -1,8 +1,8 @@
 //! Who gets which file: every token failure, the no-existence-oracle rule, path traversal,
 //! symlinks, ledger stages, the PostgreSQL fallback, and tokens kept out of the logs.
 
-mod common;
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use common::{NewMedia, Rig};
 use jsonwebtoken::Algorithm;

@@ -1,7 +1,7 @@
 //! The PostgreSQL writes r2-sync owes, against the real server: archived records asked for
 //! together share one transaction and still get their own outcome.
 
-mod common;
+use crate::common;
 
 use common::{NewMedia, Rig};
 use r2_sync::db::Outcome;

@@ -1,8 +1,8 @@
 //! The file server as an operator sees it: health endpoints (with PostgreSQL down too),
 //! graceful shutdown, and the protocol limits (header size, slowloris, idle, connection cap).
 
-mod common;
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use std::time::{Duration, Instant};
 

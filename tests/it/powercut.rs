@@ -11,7 +11,7 @@
 //! reproducible, the choices are).
 #![cfg(feature = "fault-injection")]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

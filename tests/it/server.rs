@@ -1,8 +1,8 @@
 //! The file server in-process, through a real HTTP client: downloads, RFC 9110 ranges,
 //! conditional requests and HEAD, against a real archive and ledger.
 
-mod common;
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use common::media;
 use reqwest::header::{self, HeaderMap};

@@ -2,7 +2,7 @@
 //! end the invariants hold. `R2SYNC_SOAK_FILES` scales it (default 40, small enough for CI).
 #![cfg(feature = "fault-injection")]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

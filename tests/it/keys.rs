@@ -3,7 +3,7 @@
 //! does not own is ever read or deleted. The real binary against real PostgreSQL, the test S3
 //! server (which logs each request line as received) and ffprobe.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! What a real install meets first: a password-auth role holding exactly the README's grants,
 //! each grant missing in turn, and each way the database settings can be wrong.
 
-mod common;
+use crate::common;
 
 use common::role::{readme_grants, revoke_of, PasswordRole};
 use common::{media, object_key, NewMedia, Rig};

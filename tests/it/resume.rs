@@ -1,7 +1,7 @@
 //! Interrupted transfers: a SIGKILLed process resumes with a ranged GET; a row rejected
 //! while its file downloads is not archived.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

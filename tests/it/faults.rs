@@ -1,7 +1,7 @@
 //! Network faults between r2-sync and the bucket, and rows or objects changing under a
 //! transfer: the right outcome, and nothing lost.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
