@@ -227,14 +227,36 @@ fn sidecar_identity(root: &Path, rel: &Path) -> Option<Identity> {
 
 /// `file` is a regular file (not a symlink) of `size` bytes hashing to `sha256`.
 pub fn file_matches(file: &Path, size: u64, sha256: &str) -> bool {
-    use sha2::Digest;
     if !file.symlink_metadata().is_ok_and(|m| m.is_file() && m.len() == size) {
         return false;
     }
+    sha256_file(file, None).is_ok_and(|(copied, sha)| copied == size && sha.eq_ignore_ascii_case(sha256))
+}
+
+/// Size and SHA-256 (hex) of `file`, read at most `max_rate` bytes per second when given.
+/// Blocking.
+pub fn sha256_file(file: &Path, max_rate: Option<u64>) -> std::io::Result<(u64, String)> {
+    use sha2::Digest;
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let mut f = std::fs::File::open(file)?;
     let mut hasher = sha2::Sha256::new();
-    std::fs::File::open(file)
-        .and_then(|mut f| std::io::copy(&mut f, &mut hasher))
-        .is_ok_and(|copied| copied == size && hex::encode(hasher.finalize()).eq_ignore_ascii_case(sha256))
+    let mut buf = vec![0u8; 1 << 20];
+    let (started, mut total) = (Instant::now(), 0u64);
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok((total, hex::encode(hasher.finalize())));
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+        if let Some(rate) = max_rate.filter(|r| *r > 0) {
+            let due = Duration::from_secs_f64(total as f64 / rate as f64);
+            if let Some(ahead) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(ahead);
+            }
+        }
+    }
 }
 
 /// Writes `bytes` to `dest` atomically and durably (temp file, fsync, rename, fsync dir).

@@ -140,22 +140,16 @@ pub struct Summary {
 pub fn summary(ledger: &Ledger) -> Result<Summary, LedgerError> {
     let counts = ledger.counts()?;
     let at = |stage| counts.get(&stage).copied().unwrap_or(0);
-    let in_flight = entries(
-        ledger,
-        &Query {
-            stages: vec![Stage::Claimed, Stage::Downloading, Stage::Downloaded],
-            limit: Some(SUMMARY_IN_FLIGHT),
-            ..Query::default()
-        },
-    )?;
-    let recent_failures = entries(
-        ledger,
-        &Query {
-            stages: vec![Stage::Failed, Stage::FailPending],
-            limit: Some(SUMMARY_FAILURES),
-            ..Query::default()
-        },
-    )?;
+    let in_flight = ledger.collect(&Query {
+        stages: vec![Stage::Claimed, Stage::Downloading, Stage::Downloaded],
+        limit: Some(SUMMARY_IN_FLIGHT),
+        ..Query::default()
+    })?;
+    let recent_failures = ledger.collect(&Query {
+        stages: vec![Stage::Failed, Stage::FailPending],
+        limit: Some(SUMMARY_FAILURES),
+        ..Query::default()
+    })?;
     Ok(Summary {
         entries: counts.values().sum(),
         stages: counts.iter().map(|(s, n)| (s.as_str().to_owned(), *n)).collect(),
@@ -167,23 +161,6 @@ pub fn summary(ledger: &Ledger) -> Result<Summary, LedgerError> {
         },
         recent_failures,
     })
-}
-
-/// The readable entries `q` asks for (a damaged one stops the read with its error).
-pub fn entries(ledger: &Ledger, q: &Query) -> Result<Vec<Entry>, LedgerError> {
-    let mut out = Vec::new();
-    let mut damaged = None;
-    ledger.scan(q, |found| match found {
-        Ok(entry) => {
-            out.push(entry);
-            true
-        }
-        Err(e) => {
-            damaged = Some(e);
-            false
-        }
-    })?;
-    damaged.map_or(Ok(out), Err)
 }
 
 fn when(secs: u64) -> String {

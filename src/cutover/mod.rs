@@ -6,39 +6,13 @@ pub mod adopt;
 pub mod commands;
 pub mod report;
 
-use std::io::Read;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sha2::Digest;
-
+pub use crate::archive::sha256_file;
 use crate::db::{Db, DbError, MediaRow};
 
 /// Rows read from PostgreSQL at a time by a walk over the archived ones.
 const PAGE: i64 = 1000;
-
-/// Size and SHA-256 (hex) of `file`, read at most `max_rate` bytes per second when given.
-/// Blocking.
-pub fn sha256_file(file: &Path, max_rate: Option<u64>) -> std::io::Result<(u64, String)> {
-    let mut f = std::fs::File::open(file)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let (started, mut total) = (Instant::now(), 0u64);
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok((total, hex::encode(hasher.finalize())));
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-        if let Some(rate) = max_rate.filter(|r| *r > 0) {
-            let due = Duration::from_secs_f64(total as f64 / rate as f64);
-            if let Some(ahead) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(ahead);
-            }
-        }
-    }
-}
 
 /// Every row the backend holds as archived with a path, in id order, read a page at a time.
 pub struct ArchivedRows<'a> {

@@ -315,9 +315,17 @@ impl Ledger {
             stages: Stage::ALL.into_iter().filter(|s| !s.is_terminal()).collect(),
             ..Query::default()
         };
+        let mut out = self.collect(&q)?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The entries `q` asks for, in [`Ledger::scan`]'s order; an unreadable one stops the read
+    /// with its error.
+    pub fn collect(&self, q: &Query) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         let mut failed = None;
-        self.scan(&q, |found| match found {
+        self.scan(q, |found| match found {
             Ok(entry) => {
                 out.push(entry);
                 true
@@ -327,11 +335,7 @@ impl Ledger {
                 false
             }
         })?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        out.reverse();
-        Ok(out)
+        failed.map_or(Ok(out), Err)
     }
 
     /// Calls `each` with every entry `q` asks for (an unreadable record as its error) until it
