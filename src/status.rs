@@ -185,7 +185,11 @@ pub fn line(e: &Entry) -> String {
         (_, Some(size)) => bytes(size),
         (_, None) => "-".to_owned(),
     };
-    let what = e.archive_path.as_deref().unwrap_or(e.r2_key.as_str());
+    // The archive path only once a file is there: before, it is only reserved.
+    let what = match &e.archive_path {
+        Some(path) if e.stage().has_archived_file() => path.as_str(),
+        _ => e.r2_key.as_str(),
+    };
     let mut out = format!(
         "{:>9}  {:<12} {:>22}  {}  {what}",
         e.media_id,
