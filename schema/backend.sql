@@ -1,4 +1,4 @@
--- The backend's tables as r2-sync sees them (shared/contract.md, "assumed subset").
+-- The backend's tables as r2-sync sees them (docs/contract.md, "assumed subset").
 -- r2-sync never runs this in production: the backend (GORM) owns these tables. Tests and the
 -- demo create them from this file in a scratch database.
 

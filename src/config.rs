@@ -1,6 +1,6 @@
 //! Settings, read once from the environment into a typed [`Config`].
 //!
-//! Names and defaults follow `shared/contract.md` (backwards compatible with the bash
+//! Names and defaults follow `docs/contract.md` (backwards compatible with the bash
 //! service). Nothing else in r2-sync reads the environment: everything gets a `Config`.
 //! [`SETTINGS`] lists every variable read here; the Unraid template and the README are tested
 //! against it so they cannot drift.

@@ -20,7 +20,7 @@ use crate::storage::{KeyError, ObjectKey};
 pub mod grants;
 mod tls;
 
-/// The backend's names (shared/contract.md, "assumed"). A backend that differs changes them
+/// The backend's names (docs/contract.md, "assumed"). A backend that differs changes them
 /// here and nowhere else.
 pub mod names {
     pub const STATUS_APPROVED: &str = "approved";

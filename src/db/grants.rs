@@ -1,4 +1,4 @@
-//! The privileges a pass needs on the backend's database (shared/contract.md, "Privileges a
+//! The privileges a pass needs on the backend's database (docs/contract.md, "Privileges a
 //! pass needs"), the `GRANT` that gives each, and the missing one named in PostgreSQL's
 //! "permission denied" message. Pure: the queries that test them live in `db`.
 

@@ -1,5 +1,5 @@
 //! Download tokens: HS256 JWTs signed by the backend with `UNRAID_TUNNEL_SECRET`, carrying
-//! its `TunnelDownloadClaims` (shared/contract.md §3). `exp` is required, `nbf` honoured, both
+//! its `TunnelDownloadClaims` (docs/contract.md §3). `exp` is required, `nbf` honoured, both
 //! with `JWT_LEEWAY`; `iss`/`aud` are required only when `JWT_ISSUER`/`JWT_AUDIENCE` are set.
 
 use std::time::Duration;

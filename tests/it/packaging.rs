@@ -1,6 +1,6 @@
 //! Packaging drift checks: the Unraid template, `.env.example`, `docker-compose.yml` and the
 //! Dockerfile must agree with the settings r2-sync reads (`config::SETTINGS`), with the
-//! contract's defaults (`shared/contract.md` §4) and with each other.
+//! contract's defaults (`docs/contract.md` §4) and with each other.
 
 use std::collections::BTreeSet;
 use std::path::Path;
