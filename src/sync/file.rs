@@ -32,6 +32,9 @@ pub(super) enum Trouble {
     Permanent(FailReason, String),
     /// Try again later.
     Transient(String),
+    /// The downloaded file is gone on our side (lost to a crash or power cut before it was
+    /// durable, or removed): fetched again at once, once per pass, then [`Trouble::Transient`].
+    Refetch(String),
     /// The archive's filesystem is full: no point retrying within this pass.
     DiskFull(String),
     /// Not attempted: this pass has given up on the bucket. No attempt is counted; the next
@@ -125,11 +128,16 @@ impl Syncer {
         if entry.retry_after > now_secs() {
             return (FileOutcome::Skipped, false);
         }
-        let started = match (&row.object_key, entry.stage()) {
+        let mut started = match (&row.object_key, entry.stage()) {
             // Before any request: a key that names no object fails the row, bucket untouched.
             (Err(e), Stage::Claimed) => Err(Trouble::Permanent(FailReason::Key, e.to_string())),
             _ => self.advance(&row, &mut entry, shutdown, transfers, &log).await,
         };
+        if let Err(Trouble::Refetch(why)) = &started {
+            // Nothing is wrong with the object: no back-off for our own loss.
+            info!(log, "downloaded file lost; fetching it again now"; "stage" => entry.stage().as_str(), "error" => why);
+            started = self.advance(&row, &mut entry, shutdown, transfers, &log).await;
+        }
         let outcome = match started {
             Ok(outcome) => outcome,
             Err(trouble) => self.handle(trouble, &mut entry, &log).await,
@@ -580,7 +588,7 @@ impl Syncer {
         if let Err(trouble) = self.save(entry, Stage::Claimed, log).await {
             return trouble;
         }
-        Trouble::Transient(format!("{why}; downloading again"))
+        Trouble::Refetch(format!("{why}; downloading again"))
     }
 
     /// Turns a stopped step into the ledger state and the pass outcome.
@@ -595,7 +603,7 @@ impl Syncer {
                 entry.error = Some(reason);
                 FileOutcome::Deferred
             }
-            Trouble::Transient(reason) | Trouble::DiskFull(reason) => {
+            Trouble::Transient(reason) | Trouble::Refetch(reason) | Trouble::DiskFull(reason) => {
                 entry.attempts += 1;
                 entry.retry_after = now_secs() + backoff_secs(entry.attempts);
                 entry.error = Some(reason.clone());

@@ -192,3 +192,30 @@ async fn a_row_rejected_while_r2_sync_was_down_is_abandoned_at_start_up() {
         r2_sync::state::Stage::Abandoned
     );
 }
+
+/// A downloaded file the ledger records but the disk lost (a power cut took its not yet
+/// durable temp file, or something removed it) is fetched again in the same pass: the loss is
+/// ours, not the object's, so it costs no back-off and no failed attempt.
+#[tokio::test]
+async fn a_recorded_download_lost_from_disk_is_fetched_again_at_once() {
+    let rig = Rig::new().await;
+    let src = tempfile::tempdir().unwrap();
+    // Big enough to be fetched in segments, so that `downloaded` is recorded at once.
+    let big = std::fs::read(media::video_sized(src.path(), "big.mp4", 3, "320x240", 60)).unwrap();
+    let seeded = [seed_file(&rig, &big, "uploads/big.mp4", Sizes::Unknown).await];
+    let crashed = run(&rig, Some("after_downloaded")).await;
+    assert!(!crashed.status.success(), "after_downloaded fired");
+    let part = rig.part(seeded[0].id);
+    assert_eq!(
+        std::fs::metadata(&part).map(|m| m.len()).ok(),
+        Some(big.len() as u64),
+        "the whole download is on disk: {part:?}"
+    );
+    std::fs::remove_file(&part).unwrap();
+
+    let out = run(&rig, None).await;
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(logs.contains("downloaded file lost; fetching it again now"), "{logs}");
+    assert_eq!(rig.status(seeded[0].id).await, "archived", "in the same pass\n{logs}");
+    invariants::check_rig(&rig, &seeded).await;
+}
