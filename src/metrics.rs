@@ -205,6 +205,11 @@ impl Metrics {
         self.bytes_synced.inc_by(bytes);
     }
 
+    /// Bytes archived since the process started.
+    pub fn bytes_synced(&self) -> u64 {
+        self.bytes_synced.get()
+    }
+
     /// A file failed permanently for `reason`.
     pub fn file_failed(&self, reason: FailReason) {
         self.files_failed.get_or_create(&ReasonLabel { reason }).inc();

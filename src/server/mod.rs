@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
+use crate::activity::Activity;
 use crate::config::Config;
 use crate::db::Db;
 use crate::metrics::{HttpRoute, Metrics};
@@ -86,6 +87,8 @@ pub struct ServerContext {
     pub log: Logger,
     /// Shared with the sync scheduler when both run; served on the health port.
     pub metrics: Arc<Metrics>,
+    /// The scheduler's doings, for the dashboard (idle when the server runs alone).
+    pub activity: Arc<Activity>,
     pub limits: Limits,
 }
 
@@ -97,6 +100,7 @@ impl ServerContext {
         storage: Storage,
         log: Logger,
         metrics: Arc<Metrics>,
+        activity: Arc<Activity>,
     ) -> Self {
         Self {
             config,
@@ -105,6 +109,7 @@ impl ServerContext {
             storage,
             log,
             metrics,
+            activity,
             limits: Limits::default(),
         }
     }

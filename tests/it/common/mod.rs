@@ -335,6 +335,7 @@ impl Rig {
             cfg: std::sync::Arc::new(cfg),
             log: r2_sync::logging::discard(),
             metrics: std::sync::Arc::new(r2_sync::metrics::Metrics::new()),
+            activity: std::sync::Arc::default(),
         }
     }
 
