@@ -7,6 +7,7 @@ mod server_support;
 mod cli;
 mod crash;
 mod cutover;
+mod dashboard;
 mod db;
 mod disk;
 mod faults;
