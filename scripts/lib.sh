@@ -10,6 +10,11 @@ need_ffmpeg() {
     command -v ffprobe >/dev/null && command -v ffmpeg >/dev/null || apt_install ffmpeg
 }
 
+# The alert rules' checks and unit tests (tests/it/alerts.rs) run promtool.
+need_promtool() {
+    command -v promtool >/dev/null || apt_install prometheus
+}
+
 need_curl() {
     command -v curl >/dev/null || apt_install curl ca-certificates
 }

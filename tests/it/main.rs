@@ -4,6 +4,7 @@
 mod common;
 mod server_support;
 
+mod alerts;
 mod cli;
 mod crash;
 mod cutover;
