@@ -32,7 +32,7 @@ function duration(s) {
 }
 
 function when(secs) {
-  return secs ? new Date(secs * 1000).toLocaleString() : "–";
+  return secs ? new Date(secs * 1000).toLocaleString([], { dateStyle: "short", timeStyle: "short" }) : "–";
 }
 
 function replace(parent, children) {
