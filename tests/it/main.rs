@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod cutover;
 mod dashboard;
+mod dashboard_browser;
 mod db;
 mod disk;
 mod faults;

@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod media;
 pub mod proxy;
 pub mod role;
+pub mod webdriver;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
