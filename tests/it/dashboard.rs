@@ -276,3 +276,42 @@ async fn the_page_is_on_the_health_port_only_and_actions_need_the_admin_token_wh
     );
     server.child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn retry_on_a_transient_failure_clears_its_backoff() {
+    let served = crate::server_support::Served::new().await;
+    let mut waiting = r2_sync::state::Entry::new(41, "uploads/41.mp4");
+    waiting.original_filename = Some("waiting.mp4".into());
+    common::ledger::store_at(&served.ledger, &mut waiting, r2_sync::state::Stage::Downloading);
+    served
+        .ledger
+        .update(41, |e| {
+            e.error = Some("no answer from the bucket".into());
+            e.retry_after = r2_sync::state::entry::now_secs() + 600;
+        })
+        .unwrap();
+    let base = format!("http://{}", served.health);
+    let doc = json(reqwest::get(format!("{base}/api/dashboard")).await.unwrap()).await;
+    let listed = doc["history"]["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["media_id"] == 41)
+        .unwrap_or_else(|| panic!("the waiting file is listed: {doc:#}"));
+    assert_eq!(listed["kind"], "transient");
+    assert_eq!(listed["reason"], "no answer from the bucket");
+
+    let session = json(reqwest::get(format!("{base}/api/session")).await.unwrap()).await;
+    let token = session["csrf"].as_str().unwrap();
+    let (code, body) = post(&format!("{base}/api/retry/41"), &[("x-csrf-token", token)]).await;
+    assert_eq!((code, body["retried"].as_bool()), (202, Some(true)), "{body}");
+    assert_eq!(
+        served.ledger.get(41).unwrap().unwrap().retry_after,
+        0,
+        "no backoff left"
+    );
+    let (code, body) = post(&format!("{base}/api/retry/41"), &[("x-csrf-token", token)]).await;
+    assert_eq!(code, 409, "nothing to hurry any more: {body}");
+    let (code, _) = post(&format!("{base}/api/retry/999"), &[("x-csrf-token", token)]).await;
+    assert_eq!(code, 404);
+}
