@@ -27,6 +27,11 @@ pub struct Pass {
 
 impl Pass {
     pub async fn start(rate: u64, env: &[(&str, &str)]) -> Self {
+        Self::start_after(None, rate, env).await
+    }
+
+    /// [`Self::start`], after a first `sync --once` that crashed at `fault` (`R2SYNC_FAULT`).
+    pub async fn start_after(fault: Option<&str>, rate: u64, env: &[(&str, &str)]) -> Self {
         let rig = Rig::new().await;
         let src = tempfile::tempdir().unwrap();
         let video = std::fs::read(media::video_sized(src.path(), "big.mp4", 3, "320x240", 60)).unwrap();
@@ -46,6 +51,15 @@ impl Pass {
         let broken = rig
             .insert_media(&NewMedia::approved("uploads/broken.mp4", HOSTILE))
             .await;
+        if let Some(fault) = fault {
+            let out = rig
+                .command(&["sync", "--once"])
+                .env("R2SYNC_FAULT", fault)
+                .output()
+                .await
+                .unwrap();
+            assert!(!out.status.success(), "the first run crashed at {fault}");
+        }
         let s3 = Proxy::start(rig.s3.endpoint.trim_start_matches("http://").parse().unwrap()).await;
         s3.rate(rate);
         let mut cmd = rig.command(&["run"]);
@@ -314,4 +328,19 @@ async fn retry_on_a_transient_failure_clears_its_backoff() {
     assert_eq!(code, 409, "nothing to hurry any more: {body}");
     let (code, _) = post(&format!("{base}/api/retry/999"), &[("x-csrf-token", token)]).await;
     assert_eq!(code, 404);
+}
+
+#[tokio::test]
+async fn a_resumed_transfer_shows_the_offset_it_resumed_from() {
+    let segment = r2_sync::sync::download::SEGMENT;
+    let fault = format!("download@{}", 3 * segment + 1000);
+    let pass = Pass::start_after(Some(&fault), 256 << 10, &[]).await;
+    let doc = pass
+        .wait_for("the resumed transfer", |d| transfer(d, pass.big).is_some())
+        .await;
+    let t = transfer(&doc, pass.big).unwrap();
+    let resumed = t["resumed_from"].as_u64().unwrap();
+    assert_eq!(resumed, 3 * segment, "from the last checkpoint before the crash: {t}");
+    assert!(t["bytes"].as_u64().unwrap() >= resumed, "{t}");
+    pass.s3.rate(0);
 }
