@@ -10,6 +10,17 @@ need_ffmpeg() {
     command -v ffprobe >/dev/null && command -v ffmpeg >/dev/null || apt_install ffmpeg
 }
 
+# The dashboard's browser test (tests/it/dashboard.rs) drives headless Chromium through
+# its WebDriver (chromedriver).
+need_chromium() {
+    command -v chromium >/dev/null && command -v chromedriver >/dev/null || apt_install chromium chromium-driver
+}
+
+# The alert rules' checks and unit tests (tests/it/alerts.rs) run promtool.
+need_promtool() {
+    command -v promtool >/dev/null || apt_install prometheus
+}
+
 need_curl() {
     command -v curl >/dev/null || apt_install curl ca-certificates
 }

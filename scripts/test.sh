@@ -8,6 +8,8 @@ source scripts/lib.sh
 
 need_ffmpeg
 need_curl
+need_chromium
+need_promtool
 need_fuse
 need_nextest
 need_postgres

@@ -238,6 +238,8 @@ pub struct Parts {
     pub storage: Storage,
     /// One set of metrics for the scheduler and the server.
     pub metrics: std::sync::Arc<Metrics>,
+    /// What the scheduler is doing, for the dashboard.
+    pub activity: std::sync::Arc<crate::activity::Activity>,
 }
 
 impl Parts {
@@ -254,6 +256,7 @@ impl Parts {
             db,
             storage,
             metrics: std::sync::Arc::new(Metrics::new()),
+            activity: std::sync::Arc::default(),
         })
     }
 
@@ -265,6 +268,7 @@ impl Parts {
             self.storage.clone(),
             log.clone(),
             self.metrics.clone(),
+            self.activity.clone(),
         )
     }
 
@@ -276,6 +280,7 @@ impl Parts {
             ledger: self.ledger.clone(),
             log: log.new(slog::o!("role" => "sync")),
             metrics: self.metrics.clone(),
+            activity: self.activity.clone(),
             flush: std::sync::Arc::new(crate::flush::Flusher::new(
                 self.cfg.target_dir(),
                 self.cfg.sync.archive_syncfs,

@@ -148,8 +148,24 @@ fn writable_dir(dir: &Path) -> Result<String, String> {
 
 /// Free bytes on the filesystem holding `dir`, for the operator's information.
 fn free_bytes(dir: &Path) -> Option<u64> {
+    space(dir).map(|s| s.free)
+}
+
+/// Room on a filesystem, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Space {
+    /// Available to an unprivileged writer.
+    pub free: u64,
+    pub total: u64,
+}
+
+/// The room on the filesystem holding `dir`.
+pub fn space(dir: &Path) -> Option<Space> {
     let stat = rustix::fs::statvfs(dir).ok()?;
-    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+    Some(Space {
+        free: stat.f_bavail.saturating_mul(stat.f_frsize),
+        total: stat.f_blocks.saturating_mul(stat.f_frsize),
+    })
 }
 
 /// Makes the archive (or shadow) directory on a fresh install: one level only, inside a

@@ -47,6 +47,7 @@ pub const SETTINGS: &[&str] = &[
     "JWT_AUDIENCE",
     "MAX_CONNECTIONS",
     "SHUTDOWN_GRACE",
+    "ADMIN_TOKEN",
     "LOG_LEVEL",
 ];
 
@@ -164,6 +165,8 @@ pub struct ServerConfig {
     pub jwt_audience: Option<String>,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    /// Required by the dashboard's actions and `POST /adopt` on the health port when set.
+    pub admin_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -409,6 +412,7 @@ impl Config {
             jwt_audience: vars.get("JWT_AUDIENCE").map(str::to_owned),
             max_connections: vars.positive("MAX_CONNECTIONS", 512)?,
             shutdown_grace: vars.duration("SHUTDOWN_GRACE", Duration::from_secs(30))?,
+            admin_token: vars.get("ADMIN_TOKEN").map(Secret::new),
         };
         Ok(Config {
             db,

@@ -1,5 +1,6 @@
 //! r2-sync: archives approved media from Cloudflare R2 to a NAS, and serves the archive.
 
+pub mod activity;
 pub mod app;
 pub mod archive;
 pub mod check;

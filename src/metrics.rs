@@ -57,6 +57,7 @@ pub enum HttpRoute {
     Metrics,
     Status,
     Adopt,
+    Dashboard,
     #[default]
     Other,
 }
@@ -70,6 +71,7 @@ impl HttpRoute {
             Self::Metrics => "metrics",
             Self::Status => "status",
             Self::Adopt => "adopt",
+            Self::Dashboard => "dashboard",
             Self::Other => "other",
         }
     }
@@ -203,6 +205,16 @@ impl Metrics {
     pub fn file_synced(&self, bytes: u64) {
         self.files_synced.inc();
         self.bytes_synced.inc_by(bytes);
+    }
+
+    /// Bytes archived since the process started.
+    pub fn bytes_synced(&self) -> u64 {
+        self.bytes_synced.get()
+    }
+
+    /// Unix time at the end of the last clean pass; 0 for none since start.
+    pub fn last_successful_pass(&self) -> u64 {
+        self.last_successful_pass.get().max(0) as u64
     }
 
     /// A file failed permanently for `reason`.

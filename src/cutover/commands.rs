@@ -88,9 +88,14 @@ async fn adopt_by_the_running_process(cfg: &Config, max_rate: Option<u64>, json:
         Some(rate) => format!("/adopt?max_rate={rate}"),
         None => "/adopt".to_owned(),
     };
+    let headers = match crate::server::commands::action_headers(cfg).await {
+        Ok(headers) => headers,
+        Err(e) => return fail(&format!("the ledger is in use and /api/session on port {port}: {e}")),
+    };
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let mut summary = None;
     let mut bad = None;
-    let streamed = crate::server::commands::local_stream(port, "POST", &path, |line| {
+    let streamed = crate::server::commands::local_stream(port, "POST", &path, &headers, |line| {
         let value: serde_json::Value = match serde_json::from_slice(line) {
             Ok(v) => v,
             Err(e) => {

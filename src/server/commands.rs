@@ -122,6 +122,24 @@ pub async fn healthcheck(port: u16) -> ExitCode {
 /// `GET http://127.0.0.1:<port><path>` within 3 s: status code and body. A raw HTTP/1.1
 /// request (`Connection: close`, the server sends a Content-Length for these routes) keeps an
 /// HTTP client out of the binary.
+/// The headers a POST to the health port needs (see `dashboard::actions`): the running
+/// process's CSRF token, read from `GET /api/session`, and the admin token when configured.
+pub async fn action_headers(cfg: &Config) -> std::io::Result<Vec<(&'static str, String)>> {
+    let (code, body) = local_get(cfg.server.health_port, "/api/session").await?;
+    let session: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("/api/session answered {code}: {e}"),
+        )
+    })?;
+    let csrf = session["csrf"].as_str().unwrap_or_default().to_owned();
+    let mut headers = vec![(super::dashboard::actions::CSRF_HEADER, csrf)];
+    if let Some(token) = &cfg.server.admin_token {
+        headers.push(("authorization", format!("Bearer {}", token.expose())));
+    }
+    Ok(headers)
+}
+
 pub async fn local_get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
     // HTTP/1.0: the answer ends with the connection, never chunked (`/status` streams).
     let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
@@ -146,13 +164,23 @@ pub async fn local_get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)>
 /// Sends `method path` to the local health port and calls `on_line` with each line of the
 /// answer's body as it arrives: for answers that take as long as their work (no time limit
 /// once connected). An answer other than 200 is an error carrying its body.
-pub async fn local_stream(port: u16, method: &str, path: &str, mut on_line: impl FnMut(&[u8])) -> std::io::Result<()> {
+pub async fn local_stream(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    mut on_line: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
     use tokio::io::AsyncBufReadExt;
     let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
     let mut stream = tokio::time::timeout(Duration::from_secs(3), connect)
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no connection within 3 s"))??;
-    let request = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    let request = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{extra}Content-Length: 0\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut reader = tokio::io::BufReader::new(stream);
     let mut head = Vec::new();

@@ -24,6 +24,7 @@ fn server_config() -> ServerConfig {
         jwt_audience: None,
         max_connections: 8,
         shutdown_grace: Duration::from_secs(1),
+        admin_token: None,
     }
 }
 

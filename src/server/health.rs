@@ -27,19 +27,22 @@ pub fn shallow() -> Response {
 /// `verbose` adds each failure's detail; it is off on the public file port, where error
 /// texts (host names, paths) would tell strangers about the NAS.
 pub async fn deep(shared: &Shared, verbose: bool) -> Response {
-    let results = {
-        let mut last = shared.deep.0.lock().await;
-        match last.as_ref() {
-            Some((at, results)) if at.elapsed() < REUSE_FOR => results.clone(),
-            _ => {
-                let results = Arc::new(run_checks(shared).await);
-                *last = Some((Instant::now(), results.clone()));
-                results
-            }
-        }
-    };
+    let results = deep_results(shared, REUSE_FOR).await;
     let (status, body) = report(&results, verbose);
     super::json(status, &body)
+}
+
+/// The deep checks, run again only when the last run is older than `max_age`.
+pub async fn deep_results(shared: &Shared, max_age: Duration) -> Arc<Vec<CheckResult>> {
+    let mut last = shared.deep.0.lock().await;
+    match last.as_ref() {
+        Some((at, results)) if at.elapsed() < max_age => results.clone(),
+        _ => {
+            let results = Arc::new(run_checks(shared).await);
+            *last = Some((Instant::now(), results.clone()));
+            results
+        }
+    }
 }
 
 async fn run_checks(shared: &Shared) -> Vec<CheckResult> {

@@ -10,6 +10,7 @@ mod access_log;
 pub mod auth;
 pub mod commands;
 mod conditional;
+mod dashboard;
 mod files;
 mod fs;
 mod headers;
@@ -37,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
+use crate::activity::Activity;
 use crate::config::Config;
 use crate::db::Db;
 use crate::metrics::{HttpRoute, Metrics};
@@ -86,6 +88,8 @@ pub struct ServerContext {
     pub log: Logger,
     /// Shared with the sync scheduler when both run; served on the health port.
     pub metrics: Arc<Metrics>,
+    /// The scheduler's doings, for the dashboard (idle when the server runs alone).
+    pub activity: Arc<Activity>,
     pub limits: Limits,
 }
 
@@ -97,6 +101,7 @@ impl ServerContext {
         storage: Storage,
         log: Logger,
         metrics: Arc<Metrics>,
+        activity: Arc<Activity>,
     ) -> Self {
         Self {
             config,
@@ -105,6 +110,7 @@ impl ServerContext {
             storage,
             log,
             metrics,
+            activity,
             limits: Limits::default(),
         }
     }
@@ -132,6 +138,9 @@ struct Shared {
     limits: Limits,
     verifier: auth::Verifier,
     deep: health::DeepCache,
+    activity: Arc<Activity>,
+    /// Asked of every POST on the health port (`dashboard::actions`).
+    csrf: String,
 }
 
 /// A started server: where it listens, and a way to wait for its drain after shutdown.
@@ -182,6 +191,8 @@ pub async fn serve(ctx: ServerContext, shutdown: CancellationToken) -> Result<Ru
         metrics: ctx.metrics,
         limits: ctx.limits,
         deep: health::DeepCache::default(),
+        activity: ctx.activity,
+        csrf: dashboard::actions::new_csrf_token(),
     });
     let files_addr = local_addr(&files);
     let health_addr = health.as_ref().map_or(files_addr, local_addr);
@@ -282,15 +293,22 @@ fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
         let adopt = warp::path!("adopt")
             .and(warp::method())
             .and(query)
+            .and(warp::header::headers_cloned())
             .and(with_shared)
-            .then(|m: Method, query: String, shared: Arc<Shared>| async move {
-                match m {
-                    Method::POST => scrape::adopt(&shared, &query).await,
-                    _ => method_not_allowed(),
-                }
-            })
+            .then(
+                |m: Method, query: String, headers: http::HeaderMap, shared: Arc<Shared>| async move {
+                    match m {
+                        Method::POST => match dashboard::actions::refused(&shared, &headers) {
+                            None => scrape::adopt(&shared, &query).await,
+                            Some(refusal) => refusal,
+                        },
+                        _ => method_not_allowed(),
+                    }
+                },
+            )
             .map(tag(HttpRoute::Adopt));
-        let metrics = metrics.or(status).unify().or(adopt).unify();
+        let dashboard = dashboard::routes(shared.clone()).map(tag(HttpRoute::Dashboard));
+        let metrics = metrics.or(status).unify().or(adopt).unify().or(dashboard).unify();
         let unknown = warp::any()
             .map(|| json(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "not found" })))
             .map(tag(HttpRoute::Other));

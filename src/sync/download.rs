@@ -151,7 +151,8 @@ async fn open_resumed(
     resume_from: u64,
     size: u64,
     mut hashes: Hashes,
-) -> Result<(HashingWriter, Arc<AtomicU64>), DownloadError> {
+    written: Arc<AtomicU64>,
+) -> Result<HashingWriter, DownloadError> {
     let mut file = tokio::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -180,18 +181,11 @@ async fn open_resumed(
             .map_err(DownloadError::disk(temp))?;
         left -= n as u64;
     }
-    let written = Arc::new(AtomicU64::new(keep));
+    written.store(keep, Ordering::Relaxed);
     // A small object needs no more buffer than its own size.
     let capacity = usize::try_from(size.saturating_sub(keep)).map_or(WRITE_BUFFER, |left| left.clamp(1, WRITE_BUFFER));
     let inner = BufWriter::with_capacity(capacity, file);
-    Ok((
-        HashingWriter {
-            inner,
-            hashes,
-            written: Arc::clone(&written),
-        },
-        written,
-    ))
+    Ok(HashingWriter { inner, hashes, written })
 }
 
 /// What the caller does at each durable checkpoint (records progress in the ledger).
@@ -215,6 +209,9 @@ pub struct Request<'a> {
     pub first_share: Option<SemaphorePermit<'a>>,
     pub shutdown: &'a CancellationToken,
     pub log: &'a slog::Logger,
+    /// Bytes of the object in the temp file, counted as they are written: the caller's,
+    /// so that the dashboard can show the transfer move.
+    pub written: Arc<AtomicU64>,
 }
 
 /// Downloads the rest of the object and verifies the whole file.
@@ -224,7 +221,15 @@ pub async fn run(mut req: Request<'_>, checkpoint: Checkpoint<'_>) -> Result<Dow
     }
     drop(req.first_share.take());
     let hashes = Hashes::start(etag_is_md5(&req.object.etag), req.object.size);
-    let (mut writer, written) = open_resumed(&req.temp, req.resume_from, req.object.size, hashes).await?;
+    let written = Arc::clone(&req.written);
+    let mut writer = open_resumed(
+        &req.temp,
+        req.resume_from,
+        req.object.size,
+        hashes,
+        Arc::clone(&written),
+    )
+    .await?;
     if written.load(Ordering::Relaxed) == 0 && !req.flush.is_shared().await {
         // A new temp file: its name made durable before the ledger records any of its bytes
         // (fsyncing a file makes its bytes durable, not its directory entry; a shared flush
@@ -300,6 +305,7 @@ async fn store_whole(req: &Request<'_>) -> Result<Downloaded, DownloadError> {
     .and_then(|written| written)
     .map_err(DownloadError::disk(&req.temp))?;
     let size = req.prefix.len() as u64;
+    req.written.store(size, Ordering::Relaxed);
     verify(req.object, size, digests.md5.as_deref())?;
     Ok(Downloaded {
         sha256: digests.sha256,

@@ -1,6 +1,7 @@
 //! One file's way through the pipeline, resuming from whatever stage the ledger holds.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -322,6 +323,11 @@ impl Syncer {
             })
         };
         let started = std::time::Instant::now();
+        let written = Arc::new(std::sync::atomic::AtomicU64::new(entry.bytes_done));
+        let name = entry.original_filename.clone().unwrap_or_else(|| entry.r2_key.clone());
+        let _shown = self
+            .activity
+            .transfer(entry.media_id, name, object.size, Arc::clone(&written));
         let request = download::Request {
             storage: &self.storage,
             flush: &self.flush,
@@ -334,6 +340,7 @@ impl Syncer {
             first_share,
             shutdown,
             log,
+            written,
         };
         let result = {
             let _in_flight = self.metrics.transfer();

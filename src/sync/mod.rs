@@ -19,6 +19,7 @@ use serde::Serialize;
 use slog::{info, warn, Logger};
 use tokio_util::sync::CancellationToken;
 
+use crate::activity::{Activity, PassRecord};
 use crate::config::Config;
 use crate::db::Db;
 use crate::flush::Flusher;
@@ -46,6 +47,8 @@ pub struct Syncer {
     pub metrics: Arc<Metrics>,
     /// Durability of the archive's files, shared by the files in flight.
     pub flush: Arc<Flusher>,
+    /// What the dashboard shows of the pass in progress.
+    pub activity: Arc<Activity>,
 }
 
 /// How one file's turn in a pass ended.
@@ -98,10 +101,36 @@ impl PassReport {
     }
 }
 
+/// A pass as the dashboard's history lists it; None for a quiet one (nothing claimed,
+/// settled or gone wrong), which would only crowd out the passes that did something.
+fn record(report: &PassReport, started_at: u64, took: Duration, bytes: u64) -> Option<PassRecord> {
+    let ok = report.all_succeeded();
+    if ok && report.claimed == 0 && report.settled == 0 {
+        return None;
+    }
+    let outcome = match (ok, report.claimed) {
+        (true, _) => "ok",
+        // A pass that could not claim counts itself deferred with nothing claimed.
+        (false, 0) => "skipped",
+        (false, _) => "partial",
+    };
+    Some(PassRecord {
+        started_at,
+        duration_ms: took.as_millis() as u64,
+        claimed: report.claimed,
+        archived: report.archived + report.owed,
+        failed: report.failed,
+        bytes,
+        outcome,
+    })
+}
+
 impl Syncer {
     /// One pass: settle what earlier passes owe, then claim and process a batch.
     pub async fn pass(&self, shutdown: &CancellationToken) -> PassReport {
         let started = Instant::now();
+        let (started_at, bytes_before) = (crate::state::entry::now_secs(), self.metrics.bytes_synced());
+        self.activity.pass_started();
         let report = self.run_pass(shutdown).await;
         // The last stages of the last files may still be queued: a pass ends with its ledger
         // on disk, so that what it reports and what the ledger says agree.
@@ -114,6 +143,9 @@ impl Syncer {
         if let Ok(Ok(counts)) = tokio::task::spawn_blocking(move || ledger.counts()).await {
             self.metrics.observe_ledger(&counts);
         }
+        let bytes = self.metrics.bytes_synced() - bytes_before;
+        self.activity
+            .pass_finished(record(&report, started_at, started.elapsed(), bytes));
         report
     }
 
@@ -141,6 +173,7 @@ impl Syncer {
             }
         };
         report.claimed = rows.len();
+        self.activity.claimed(rows.len());
         if !rows.is_empty() {
             crate::fault::point("after_claim");
         }
@@ -164,6 +197,7 @@ impl Syncer {
             .map(|row| {
                 let (this, shutdown, transfers) = (Arc::clone(&this), shutdown.clone(), Arc::clone(&transfers));
                 let this_log = self.log.clone();
+                let activity = Arc::clone(&self.activity);
                 let id = row.id;
                 async move {
                     let task = tokio::spawn(async move { this.process(row, &shutdown, &transfers).await });
@@ -171,6 +205,7 @@ impl Syncer {
                         warn!(this_log, "file task failed; retried on a later pass"; "media_id" => id, "error" => %e);
                         (FileOutcome::Deferred, false)
                     });
+                    activity.file_finished();
                     (id, outcome)
                 }
             })

@@ -4,9 +4,12 @@
 mod common;
 mod server_support;
 
+mod alerts;
 mod cli;
 mod crash;
 mod cutover;
+mod dashboard;
+mod dashboard_browser;
 mod db;
 mod disk;
 mod faults;

@@ -11,7 +11,13 @@ use r2_sync::config::SETTINGS;
 const CONTAINER_VARS: &[&str] = &["PUID", "PGID", "UMASK"];
 
 /// Settings that must be masked in the Unraid UI.
-const SECRETS: &[&str] = &["DB_PASSWORD", "DB_PASS", "R2_SECRET_KEY", "UNRAID_TUNNEL_SECRET"];
+const SECRETS: &[&str] = &[
+    "DB_PASSWORD",
+    "DB_PASS",
+    "R2_SECRET_KEY",
+    "UNRAID_TUNNEL_SECRET",
+    "ADMIN_TOKEN",
+];
 
 /// Settings without which r2-sync does not start.
 const REQUIRED: &[&str] = &[
@@ -40,6 +46,7 @@ const CONTRACT_DEFAULTS: &[(&str, &str)] = &[
     ("SHADOW_DIR", ""),
     ("LOG_LEVEL", "info"),
     ("DB_SSLMODE", "prefer"),
+    ("ADMIN_TOKEN", ""),
 ];
 
 /// Defaults of the container user, as `docker/entrypoint.sh` applies them.
@@ -200,7 +207,7 @@ fn template_configs_are_complete() {
     let template = Template::load();
     assert_eq!(template.field("Name"), "r2-sync");
     assert_eq!(template.field("Repository"), "ghcr.io/r2-sync/r2-sync:latest");
-    assert_eq!(template.field("WebUI"), "http://[IP]:[PORT:8081]/health/deep");
+    assert_eq!(template.field("WebUI"), "http://[IP]:[PORT:8081]/");
     for tag in [
         "Registry", "Support", "Project", "ReadMe", "Overview", "Category", "Icon",
     ] {

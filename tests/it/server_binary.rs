@@ -17,11 +17,11 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-struct Server {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    files: SocketAddr,
-    health: SocketAddr,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) lines: Arc<Mutex<Vec<String>>>,
+    pub(crate) files: SocketAddr,
+    pub(crate) health: SocketAddr,
 }
 
 /// Runs `r2-sync serve` and waits for its two `listening` lines.
@@ -30,7 +30,7 @@ async fn serve(rig: &Rig) -> Server {
 }
 
 /// Runs a server command (`serve` or `run`) and waits for its two `listening` lines.
-async fn spawn(mut cmd: Command) -> Server {
+pub(crate) async fn spawn(mut cmd: Command) -> Server {
     let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
     let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
     let lines = Arc::new(Mutex::new(Vec::new()));

@@ -234,7 +234,8 @@ async fn every_request_target_form_gets_an_http_answer_and_the_server_lives_on()
         ("OPTIONS * HTTP/1.1", 405, 405),
         ("GET * HTTP/1.1", 400, 400),
         ("GET http://files.example/health HTTP/1.1", 200, 200),
-        ("GET http://files.example HTTP/1.1", 401, 404),
+        // `/` on the health port is the dashboard.
+        ("GET http://files.example HTTP/1.1", 401, 200),
         ("GET http://files.example/2026/03/1-x.mp4?token=x HTTP/1.1", 401, 404),
         ("GET /health HTTP/1.0", 200, 200),
     ];

@@ -19,6 +19,7 @@ fn config(issuer: Option<&str>, audience: Option<&str>) -> ServerConfig {
         jwt_audience: audience.map(str::to_owned),
         max_connections: 8,
         shutdown_grace: Duration::from_secs(1),
+        admin_token: None,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod media;
 pub mod proxy;
 pub mod role;
+pub mod webdriver;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -335,6 +336,7 @@ impl Rig {
             cfg: std::sync::Arc::new(cfg),
             log: r2_sync::logging::discard(),
             metrics: std::sync::Arc::new(r2_sync::metrics::Metrics::new()),
+            activity: std::sync::Arc::default(),
         }
     }
 

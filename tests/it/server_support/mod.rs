@@ -127,6 +127,7 @@ impl Served {
             storage: r2_sync::storage::Storage::new(&cfg.r2).unwrap(),
             log: logs.logger(),
             metrics: Arc::new(r2_sync::metrics::Metrics::new()),
+            activity: Arc::default(),
             limits: Limits {
                 bind_ip: [127, 0, 0, 1].into(),
                 ..limits
