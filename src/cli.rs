@@ -47,7 +47,7 @@ pub enum Command {
     /// sidecars they lack and record them in the ledger, so they are served like the rest.
     Adopt {
         /// Read at most this many bytes per second (e.g. 50M), to spare the array.
-        #[arg(long, value_parser = crate::cutover::commands::parse_rate)]
+        #[arg(long, value_parser = crate::cutover::parse_rate)]
         max_rate: Option<u64>,
         /// One JSON object per file, then {"summary": ...}.
         #[arg(long)]

@@ -1,10 +1,10 @@
-//! Entry point: parse the command line and settings, set up logging, hand over to `app`.
+//! Entry point: parse the command line and settings, set up logging, hand over to `cmd`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use r2_sync::cli::{Cli, Command};
-use r2_sync::{app, config::Config, logging};
+use r2_sync::{cmd, config::Config, logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         }
     };
     let command = cli.command.unwrap_or(Command::Run);
-    runtime.block_on(app::run(command, cfg, log))
+    runtime.block_on(cmd::run(command, cfg, log))
 }
 
 fn healthcheck() -> ExitCode {
@@ -42,7 +42,7 @@ fn healthcheck() -> ExitCode {
         }
     };
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt.block_on(r2_sync::server::commands::healthcheck(port)),
+        Ok(rt) => rt.block_on(r2_sync::cmd::healthcheck(port)),
         Err(e) => {
             eprintln!("r2-sync: cannot start the async runtime: {e}");
             ExitCode::FAILURE

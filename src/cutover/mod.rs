@@ -3,13 +3,34 @@
 //! files the old service archived known to the ledger.
 
 pub mod adopt;
-pub mod commands;
 pub mod report;
 
 use std::time::{Duration, Instant};
 
 pub use crate::archive::sha256_file;
 use crate::db::{Db, DbError, MediaRow};
+
+/// `--max-rate`: bytes per second, with an optional K, M or G (powers of 1000).
+pub fn parse_rate(raw: &str) -> Result<u64, String> {
+    let raw = raw.trim();
+    let (digits, unit) = match raw.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => raw.split_at(i),
+        None => (raw, ""),
+    };
+    let scale = match unit.to_ascii_uppercase().trim_end_matches("B/S").trim_end_matches('B') {
+        "" => 1,
+        "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        _ => return Err(format!("{raw:?}: a rate is bytes per second, e.g. 50M")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{raw:?}: a rate is a positive number of bytes per second, e.g. 50M"))
+}
 
 /// Rows read from PostgreSQL at a time by a walk over the archived ones.
 const PAGE: i64 = 1000;
@@ -96,5 +117,16 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn rates_take_plain_bytes_and_decimal_suffixes() {
+        assert_eq!(parse_rate("1500"), Ok(1500));
+        assert_eq!(parse_rate("50M"), Ok(50_000_000));
+        assert_eq!(parse_rate("2G"), Ok(2_000_000_000));
+        assert_eq!(parse_rate("10KB/s"), Ok(10_000));
+        for bad in ["", "0", "fast", "5T", "-3"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
     }
 }

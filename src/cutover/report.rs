@@ -86,7 +86,7 @@ pub enum Reasons {
 
 impl Reasons {
     pub fn open(cfg: &Config) -> Self {
-        let path = cfg.state_dir.join(crate::app::LEDGER_FILE);
+        let path = cfg.state_dir.join(crate::context::LEDGER_FILE);
         if !path.exists() {
             return Reasons::None(format!("no ledger at {}", path.display()));
         }
@@ -102,7 +102,7 @@ impl Reasons {
             Reasons::Ledger(ledger) => ledger.get(media_id as u64).map_err(|e| e.to_string()),
             Reasons::Running(port) => {
                 let path = format!("/status?media_id={media_id}");
-                let (code, body) = crate::server::commands::local_get(*port, &path)
+                let (code, body) = crate::health_client::local_get(*port, &path)
                     .await
                     .map_err(|e| format!("the ledger is in use and /status on port {port}: {e}"))?;
                 if code != 200 {

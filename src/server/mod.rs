@@ -4,11 +4,10 @@
 //! at once, so the same process can run the sync scheduler beside it on the same ledger.
 //!
 //! Layout: pure logic ([`auth`], `range`, `conditional`, `request_path`, `request_target`,
-//! `headers`) apart from I/O (`lookup`, `fs`, `files`, `health`, `listener`, `access_log`, [`commands`]).
+//! `headers`) apart from I/O (`lookup`, `fs`, `files`, `health`, `dashboard`, `listener`, `access_log`).
 
 mod access_log;
 pub mod auth;
-pub mod commands;
 mod conditional;
 mod dashboard;
 mod files;
@@ -18,7 +17,7 @@ mod health;
 mod listener;
 mod lookup;
 mod range;
-mod request_path;
+pub(crate) mod request_path;
 mod request_target;
 
 #[cfg(test)]
@@ -44,6 +43,7 @@ use crate::db::Db;
 use crate::metrics::{HttpRoute, Metrics};
 use crate::state::Ledger;
 use crate::storage::Storage;
+pub use dashboard::actions::CSRF_HEADER;
 use listener::{Listener, Routes};
 
 /// Protocol limits. The defaults suit the tunnel; tests shorten the timeouts.

@@ -68,7 +68,7 @@ pub async fn status(shared: &Shared, query: &str) -> Response {
 pub async fn adopt(shared: &Shared, query: &str) -> Response {
     let max_rate = match query.strip_prefix("max_rate=") {
         None if query.is_empty() => None,
-        Some(rate) => match crate::cutover::commands::parse_rate(rate) {
+        Some(rate) => match crate::cutover::parse_rate(rate) {
             Ok(rate) => Some(rate),
             Err(e) => return super::json(http::StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e })),
         },

@@ -214,7 +214,7 @@ async fn status_summarises_and_filters_the_ledger() {
     use r2_sync::state::{Entry, Ledger, Stage};
     let rig = Rig::new().await;
     {
-        let ledger = Ledger::open(&rig.state_dir().join(r2_sync::app::LEDGER_FILE)).unwrap();
+        let ledger = Ledger::open(&rig.state_dir().join(r2_sync::context::LEDGER_FILE)).unwrap();
         let at = |id: u64, stage: Stage, error: Option<&str>| {
             let mut e = Entry::new(id, format!("uploads/{id}.mp4"));
             e.archive_path = Some(format!("2026/12/{id}-clip.mp4"));

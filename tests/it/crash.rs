@@ -120,7 +120,7 @@ async fn a_small_file_placed_but_not_recorded_is_found_again_not_copied_twice() 
     assert!(!crashed.status.success(), "the crash fired");
     let placed = placed_files(&rig);
     assert_eq!(placed.len(), 2, "the file and its sidecar were placed: {placed:?}");
-    let ledger = r2_sync::state::Ledger::open(&rig.state_dir().join(r2_sync::app::LEDGER_FILE)).unwrap();
+    let ledger = r2_sync::state::Ledger::open(&rig.state_dir().join(r2_sync::context::LEDGER_FILE)).unwrap();
     let stage = ledger.get(seeded[0].id as u64).unwrap().map(|e| e.stage());
     assert!(
         stage.is_none_or(|s| s < r2_sync::state::Stage::Downloaded),
@@ -186,7 +186,7 @@ async fn a_row_rejected_while_r2_sync_was_down_is_abandoned_at_start_up() {
         rig.storage().head(&object_key(&big.key)).await.is_ok(),
         "its object stays in R2"
     );
-    let ledger = r2_sync::state::Ledger::open(&rig.state_dir().join(r2_sync::app::LEDGER_FILE)).unwrap();
+    let ledger = r2_sync::state::Ledger::open(&rig.state_dir().join(r2_sync::context::LEDGER_FILE)).unwrap();
     assert_eq!(
         ledger.get(big.id as u64).unwrap().unwrap().stage(),
         r2_sync::state::Stage::Abandoned

@@ -127,7 +127,7 @@ async fn a_file_vanishing_under_ffprobe_is_fetched_again_not_failed() {
     assert_eq!(invariants::audits(&rig, seeded.id, "media.sync_failed").await, 0);
 
     // The retry waits for its backoff; a later pass (its time come) archives the file.
-    let ledger = rig.state_dir().join(r2_sync::app::LEDGER_FILE);
+    let ledger = rig.state_dir().join(r2_sync::context::LEDGER_FILE);
     let ledger_handle = r2_sync::state::Ledger::open(&ledger).unwrap();
     ledger_handle.update(seeded.id as u64, |e| e.retry_after = 0).unwrap();
     drop(ledger_handle);
@@ -216,7 +216,7 @@ async fn a_bucket_that_never_answers_defers_the_batch_within_a_bound() {
     }
 
     proxy.stall(false);
-    let ledger = r2_sync::state::Ledger::open(&rig.state_dir().join(r2_sync::app::LEDGER_FILE)).unwrap();
+    let ledger = r2_sync::state::Ledger::open(&rig.state_dir().join(r2_sync::context::LEDGER_FILE)).unwrap();
     for s in &seeded {
         ledger.update(s.id as u64, |e| e.retry_after = 0).unwrap();
     }

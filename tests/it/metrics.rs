@@ -1,5 +1,5 @@
 //! `GET /metrics`: real passes (two videos, one corrupt file) and a real download through
-//! the parts `r2-sync run` wires (`app::Parts`: one `Metrics` for the syncer and the server),
+//! the parts `r2-sync run` wires (`context::Context`: one `Metrics` for the syncer and the server),
 //! scraped on the health port; the file port (the tunnel's side) never serves them.
 
 use crate::common;
@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{media, object_key, NewMedia, Rig};
-use r2_sync::app::Parts;
+use r2_sync::context::Context;
 use r2_sync::server::auth::{self, Grant};
 use r2_sync::server::serve;
 use r2_sync::state::entry::now_secs;
@@ -56,7 +56,7 @@ async fn passes_and_downloads_are_counted_and_served_on_the_health_port_only() {
     let corrupt = std::fs::read(media::corrupt(src.path(), "bad.mp4", 50_000)).unwrap();
     upload(&rig, "bad.mp4", &corrupt).await;
 
-    let parts = Parts::open(rig.config()).unwrap();
+    let parts = Context::open(rig.config()).unwrap();
     let log = r2_sync::logging::discard();
     let mut ctx = parts.server_context(&log);
     ctx.limits.bind_ip = [127, 0, 0, 1].into();

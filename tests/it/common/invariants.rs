@@ -54,7 +54,7 @@ pub async fn audits(rig: &Rig, id: i64, action: &str) -> i64 {
 
 /// [`check`] over the rig's own archive and ledger.
 pub async fn check_rig(rig: &Rig, seeded: &[Seeded]) {
-    let ledger = rig.state_dir().join(r2_sync::app::LEDGER_FILE);
+    let ledger = rig.state_dir().join(r2_sync::context::LEDGER_FILE);
     check(rig, &rig.archive_dir(), seeded, Some(&ledger)).await;
 }
 

@@ -327,7 +327,7 @@ impl Rig {
             vars.insert((*k).to_owned(), (*v).to_owned());
         }
         let cfg = Config::from_vars(&vars).expect("rig config is valid");
-        let ledger_path = self.state_dir().join(r2_sync::app::LEDGER_FILE);
+        let ledger_path = self.state_dir().join(r2_sync::context::LEDGER_FILE);
         r2_sync::sync::Syncer {
             flush: std::sync::Arc::new(r2_sync::flush::Flusher::new(cfg.target_dir(), cfg.sync.archive_syncfs)),
             db: Db::new(&cfg.db, "rig").unwrap(),

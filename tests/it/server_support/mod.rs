@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use jsonwebtoken::{encode, get_current_timestamp, Algorithm, EncodingKey, Header};
-use r2_sync::app::LEDGER_FILE;
 use r2_sync::config::Config;
+use r2_sync::context::LEDGER_FILE;
 use r2_sync::server::auth::{self, Grant};
 use r2_sync::server::{serve, Limits, Running, ServerContext};
 use r2_sync::state::{Entry, Ledger, Stage};

@@ -1,0 +1,35 @@
+//! `r2-sync sync`.
+
+use std::process::ExitCode;
+
+use slog::Logger;
+
+use crate::config::Config;
+
+/// `r2-sync sync`: the scheduler alone, or one pass with `--once`.
+pub(super) async fn sync(cfg: Config, log: Logger, once: bool) -> ExitCode {
+    let (parts, shutdown) = match super::start(cfg, &log).await {
+        Ok(started) => started,
+        Err(code) => return code,
+    };
+    let syncer = parts.syncer(&log);
+    let grace = parts.cfg.server.shutdown_grace;
+    if !once {
+        let _ = super::within_grace(
+            crate::sync::schedule::run(syncer, shutdown.clone()),
+            &shutdown,
+            grace,
+            &log,
+        )
+        .await;
+        return ExitCode::SUCCESS;
+    }
+    let one_pass = async {
+        syncer.reconcile().await;
+        syncer.pass(&shutdown).await
+    };
+    match super::within_grace(one_pass, &shutdown, grace, &log).await {
+        Some(report) if report.all_succeeded() => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}
