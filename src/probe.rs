@@ -169,8 +169,8 @@ fn runs() -> &'static Semaphore {
 /// the other probes (at most one per core, see [`runs`]) keep their memory. RLIMIT_DATA rather
 /// than RLIMIT_AS: address space that is only reserved (glibc's 64 MiB per-thread arenas, a
 /// full ffprobe's ~215 mapped libraries) is not memory used, and would make a limit of
-/// address space fail real files on machines with many cores. Probing a 1080p H.264 or
-/// HEVC file takes well under 100 MiB of it (BENCHMARKS.md).
+/// address space fail real files on machines with many cores. Debian's full ffprobe and the
+/// image's both probe a 4K HEVC file within a quarter of it (`prlimit --data=268435456`).
 pub const PROBE_MEMORY_LIMIT: u64 = 1 << 30;
 
 /// Runs ffprobe on `file`, bounded by `timeout` (the child is killed if it runs over) and by
