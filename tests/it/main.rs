@@ -16,6 +16,7 @@ mod metrics;
 mod offline;
 mod packaging;
 mod powercut;
+mod probe_corpus;
 mod probe_limits;
 mod resume;
 mod rig;
