@@ -124,7 +124,7 @@ fn noise(len: usize, mut seed: u64) -> Vec<u8> {
 }
 
 /// `mp4` with its movie header's duration (`mvhd`, version 0: 4 bytes at +20 from the box
-/// type) set to the largest 32-bit value: about 13.6 years at the header's time scale.
+/// type) set to the largest 32-bit value: 49.7 days at the millisecond time scale ffmpeg writes.
 fn huge_duration(mp4: &[u8]) -> Vec<u8> {
     let at = mp4
         .windows(4)
