@@ -33,6 +33,7 @@ if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -
     apt_install podman runc debootstrap
 fi
 need_ffmpeg
+need_min_ffprobe
 need_curl
 need_postgres
 
@@ -119,6 +120,17 @@ IMAGE_SIZE=$(podman image ls --format '{{.Size}}' "$IMAGE" | head -n1)
 health_cmd=$(podman image inspect --format '{{json .Config.Healthcheck}}' "$IMAGE")
 case "$health_cmd" in *'r2-sync","healthcheck"]'*) ;; *) fail "the image keeps no HEALTHCHECK running r2-sync healthcheck: $health_cmd" ;; esac
 say "built in ${BUILD_SECONDS} s ($BUILD_NOTE), $IMAGE_SIZE"
+# The image's ffprobe is the build the corpus test (tests/it/probe_corpus.rs) judged on the
+# host: the same Debian source version and configuration.
+version_and_configuration() { sed -n '1s/ Copyright.*//p; /^configuration:/p'; }
+image_probe=$("${PODMAN[@]}" run --rm "${ULIMITS[@]}" --entrypoint /usr/local/bin/ffprobe "$IMAGE" -version |
+    version_and_configuration)
+host_probe=$("$(./scripts/build-ffprobe.sh | tail -n1)" -version | version_and_configuration)
+[ "$image_probe" = "$host_probe" ] || fail "the image's ffprobe differs from scripts/build-ffprobe.sh's on the host:
+$image_probe
+$host_probe"
+PROBE_NOTE="$(head -n1 <<<"$image_probe"), static, $("${PODMAN[@]}" run --rm "${ULIMITS[@]}" --entrypoint stat "$IMAGE" -c %s /usr/local/bin/ffprobe) bytes"
+say "ffprobe: $PROBE_NOTE, the host's build"
 
 # --- the rig ------------------------------------------------------------------------------
 say "starting the test S3 server, a scratch database and a password-auth role"
@@ -242,6 +254,7 @@ echo
 echo "image-test: passed"
 echo "    build            ${BUILD_SECONDS} s ($BUILD_NOTE)"
 echo "    image size       $IMAGE_SIZE ($IMAGE)"
+echo "    ffprobe          $PROBE_NOTE"
 echo "    healthy after    ${HEALTHY_SECONDS} s"
 echo "    check            $oks lines ok, 0 FAIL (as $PUID:$PGID)"
 echo "    sync pass        media $ID archived as $PUID:$PGID, mode $(stat -c %a "$file")"

@@ -21,6 +21,14 @@ need_promtool() {
     command -v promtool >/dev/null || apt_install prometheus
 }
 
+# The minimal ffprobe the image ships (scripts/build-ffprobe.sh: Debian's ffmpeg source, a few
+# minutes the first time on 2 cores, then cached under target/ffprobe). The corpus test
+# (tests/it/probe_corpus.rs) holds it to Debian's full ffprobe; built here, before the tests
+# run, so no test waits for it.
+need_min_ffprobe() {
+    ./scripts/build-ffprobe.sh >/dev/null
+}
+
 need_curl() {
     command -v curl >/dev/null || apt_install curl ca-certificates
 }

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian machine: installs what the tests need (idempotent;
-# FUSE's fusermount3 among them, for the power-cut tests),
+# FUSE's fusermount3 among them, for the power-cut tests), builds the minimal ffprobe,
 # starts the local PostgreSQL when it is down, builds the test S3 server, runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 need_ffmpeg
+need_min_ffprobe
 need_curl
 need_chromium
 need_promtool

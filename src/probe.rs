@@ -26,6 +26,16 @@ pub enum ProbeError {
         #[source]
         source: std::io::Error,
     },
+    /// The memory limit could not be set on the started ffprobe (it is killed, not left
+    /// running unbounded): says nothing about the file.
+    #[error("cannot limit the memory of ffprobe ({program}, pid {pid}) on {file}: {source}")]
+    Limit {
+        program: String,
+        pid: u32,
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ProbeError {
@@ -153,7 +163,18 @@ fn runs() -> &'static Semaphore {
     RUNS.get_or_init(|| Semaphore::new(std::thread::available_parallelism().map_or(2, NonZeroUsize::get)))
 }
 
-/// Runs ffprobe on `file`, bounded by `timeout`; the child is killed if it runs over.
+/// The data memory (heap and other private writable mappings: RLIMIT_DATA) one ffprobe may
+/// use. A hostile file can declare frames or tables of gigabytes; past this ffprobe's
+/// allocations fail, it exits with an error and the file is rejected, while the service and
+/// the other probes (at most one per core, see [`runs`]) keep their memory. RLIMIT_DATA rather
+/// than RLIMIT_AS: address space that is only reserved (glibc's 64 MiB per-thread arenas, a
+/// full ffprobe's ~215 mapped libraries) is not memory used, and would make a limit of
+/// address space fail real files on machines with many cores. Debian's full ffprobe and the
+/// image's both probe a 4K HEVC file within a quarter of it (`prlimit --data=268435456`).
+pub const PROBE_MEMORY_LIMIT: u64 = 1 << 30;
+
+/// Runs ffprobe on `file`, bounded by `timeout` (the child is killed if it runs over) and by
+/// [`PROBE_MEMORY_LIMIT`].
 pub async fn probe(program: &Path, file: &Path, timeout: Duration) -> Result<ProbeSummary, ProbeError> {
     let shown = file.display().to_string();
     let _run = runs().acquire().await.expect("the semaphore is never closed");
@@ -177,6 +198,7 @@ pub async fn probe(program: &Path, file: &Path, timeout: Duration) -> Result<Pro
             program: program.display().to_string(),
             source,
         })?;
+    limit_memory(&child, program, &shown)?;
     let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(result) => result.map_err(|source| ProbeError::Spawn {
             program: program.display().to_string(),
@@ -203,6 +225,35 @@ pub async fn probe(program: &Path, file: &Path, timeout: Duration) -> Result<Pro
         return Err(ProbeError::Rejected { file: shown, reason });
     }
     judge(&output.stdout).map_err(|reason| ProbeError::Rejected { file: shown, reason })
+}
+
+/// Sets [`PROBE_MEMORY_LIMIT`] on the started child. It is set after the spawn (prlimit on the
+/// child's pid; the workspace forbids the unsafe `pre_exec` that would set it before exec), so
+/// what ffprobe allocates in its first instants is not bounded, but it is counted: an
+/// allocation that takes the child over the limit fails whenever it comes. A child already
+/// gone (a fast probe) needs no limit; any other failure kills it (dropping `child` does).
+fn limit_memory(child: &tokio::process::Child, program: &Path, file: &str) -> Result<(), ProbeError> {
+    use rustix::process::{prlimit, Pid, Resource, Rlimit};
+    let Some(pid) = child.id() else { return Ok(()) };
+    let limit = Rlimit {
+        current: Some(PROBE_MEMORY_LIMIT),
+        maximum: Some(PROBE_MEMORY_LIMIT),
+    };
+    let target = i32::try_from(pid).ok().and_then(Pid::from_raw);
+    match target.map(|p| prlimit(Some(p), Resource::Data, limit)) {
+        Some(Ok(_)) | Some(Err(rustix::io::Errno::SRCH)) => Ok(()),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a process id",
+        )),
+    }
+    .map_err(|source| ProbeError::Limit {
+        program: program.display().to_string(),
+        pid,
+        file: file.to_owned(),
+        source,
+    })
 }
 
 /// ffprobe's version line, for `check`.

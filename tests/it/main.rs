@@ -19,6 +19,8 @@ mod metrics;
 mod offline;
 mod packaging;
 mod powercut;
+mod probe_corpus;
+mod probe_limits;
 mod resume;
 mod rig;
 mod server;

@@ -435,6 +435,21 @@ fn dockerfile_builds_and_runs_r2_sync() {
         "the binary is installed as /usr/local/bin/r2-sync"
     );
 
+    // ffprobe is the minimal build tests/it/probe_corpus.rs judges, not Debian's ffmpeg package.
+    assert!(
+        args("RUN").iter().any(|a| a.starts_with("scripts/build-ffprobe.sh")),
+        "a stage runs scripts/build-ffprobe.sh"
+    );
+    assert!(
+        args("COPY").iter().any(|a| a.ends_with("/usr/local/bin/ffprobe")),
+        "ffprobe is installed as /usr/local/bin/ffprobe"
+    );
+    let packages = args("RUN")
+        .iter()
+        .flat_map(|a| a.split_whitespace())
+        .any(|w| w == "ffmpeg");
+    assert!(!packages, "no RUN installs Debian's ffmpeg package");
+
     let env: BTreeSet<&str> = args("ENV").iter().flat_map(|a| a.split_whitespace()).collect();
     for (var, default) in CONTRACT_DEFAULTS
         .iter()
