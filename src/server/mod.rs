@@ -23,6 +23,7 @@ mod request_target;
 #[cfg(test)]
 mod fuzz_tests;
 mod scrape;
+mod sendfile;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -62,6 +63,9 @@ pub struct Limits {
     pub chunk_size: usize,
     /// Connection cap of the health listener (the file listener uses `MAX_CONNECTIONS`).
     pub health_max_connections: usize,
+    /// File bodies go from the page cache to the socket with `sendfile` (module sendfile);
+    /// when false, they are read into memory in `chunk_size` pieces (the buffered path).
+    pub sendfile: bool,
 }
 
 impl Default for Limits {
@@ -73,6 +77,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(120),
             chunk_size: 512 * 1024,
             health_max_connections: 64,
+            sendfile: true,
         }
     }
 }
@@ -250,8 +255,11 @@ fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
             .and(warp::path::full())
             .and(query)
             .and(warp::header::headers_cloned())
+            .and(warp::ext::optional::<sendfile::Regions>())
             .and(with_shared)
-            .and_then(|m, path, query, headers, shared| files::handle(shared, m, path, query, headers))
+            .and_then(|m, path, query, headers, regions, shared| {
+                files::handle(shared, m, path, query, headers, regions)
+            })
             .map(tag(HttpRoute::File))
             .boxed()
     } else {
