@@ -176,11 +176,29 @@ pub fn poll_write_vectored(
         return poll_send_region(tcp, regions, cx, &bufs[0]);
     }
     regions.check_between()?;
-    let plain = bufs
-        .iter()
-        .position(|b| sentinel_offset(b).is_some())
-        .unwrap_or(bufs.len());
-    Pin::new(tcp).poll_write_vectored(cx, &bufs[..plain])
+    match bufs.iter().position(|b| sentinel_offset(b).is_some()) {
+        None => Pin::new(tcp).poll_write_vectored(cx, bufs),
+        Some(plain) => poll_send_more(tcp, cx, &bufs[..plain]),
+    }
+}
+
+/// Writes bytes a region follows (a response's headers) with `MSG_MORE`: they wait for the
+/// file's first bytes and leave in the same segments (as with nginx's `tcp_nopush`), not in a
+/// packet of their own, which `TCP_NODELAY` would otherwise send at once.
+fn poll_send_more(tcp: &mut TcpStream, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    use rustix::net::{SendAncillaryBuffer, SendFlags};
+    let sock: &TcpStream = tcp;
+    loop {
+        ready!(sock.poll_write_ready(cx))?;
+        let sent = sock.try_io(Interest::WRITABLE, || {
+            let flags = SendFlags::MORE | SendFlags::NOSIGNAL;
+            rustix::net::sendmsg(sock, bufs, &mut SendAncillaryBuffer::default(), flags).map_err(io::Error::from)
+        });
+        match sent {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            other => return Poll::Ready(other),
+        }
+    }
 }
 
 fn poll_send_region(
