@@ -58,8 +58,9 @@ pub struct Limits {
     /// A connection that moves no byte either way for this long is closed (a client that
     /// stopped reading a download holds a connection slot otherwise).
     pub idle_timeout: Duration,
-    /// Read size for file bodies. 512 KiB: a player's typical 1 MiB range takes two reads
-    /// (each a hop to the blocking pool), while a connection holds at most two chunks.
+    /// Read size for buffered file bodies. 512 KiB: a player's typical 1 MiB range takes two
+    /// reads (each a hop to the blocking pool), while a connection holds at most two chunks.
+    /// With `sendfile`, the buffer size for reading an uncached region into the page cache.
     pub chunk_size: usize,
     /// Connection cap of the health listener (the file listener uses `MAX_CONNECTIONS`).
     pub health_max_connections: usize,
