@@ -357,6 +357,39 @@ mod tests {
         assert_eq!((offset, left), (60, 40));
     }
 
+    /// Over a real socket: headers then the region's file bytes, in order; a chunk of the
+    /// wrong region is refused with nothing written.
+    #[tokio::test]
+    async fn the_socket_gets_the_file_bytes_where_the_chunk_stands_and_nothing_on_a_mismatch() {
+        use tokio::io::AsyncReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..100u8).collect();
+        std::fs::write(dir.path().join("f"), &data).unwrap();
+        let file = Arc::new(File::open(dir.path().join("f")).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let regions = Regions::default();
+        let a = regions.push(file.clone(), 10, 30);
+        let b = regions.push(file, 60, 30);
+        let mut write = |bufs: &[IoSlice<'_>]| {
+            let waker = futures::task::noop_waker();
+            match poll_write_vectored(&mut server, &regions, &mut Context::from_waker(&waker), bufs) {
+                Poll::Ready(result) => result,
+                Poll::Pending => panic!("a fresh socket is writable"),
+            }
+        };
+        assert!(write(&[IoSlice::new(&b)]).is_err(), "b before a");
+        assert_eq!(write(&[IoSlice::new(b"head"), IoSlice::new(&a)]).unwrap(), 4);
+        assert_eq!(write(&[IoSlice::new(&a), IoSlice::new(b"next")]).unwrap(), 30);
+        assert_eq!(write(&[IoSlice::new(b"next"), IoSlice::new(&b)]).unwrap(), 4);
+        assert_eq!(write(&[IoSlice::new(&b)]).unwrap(), 30);
+        drop(server);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, [&b"head"[..], &data[10..40], b"next", &data[60..90]].concat());
+    }
+
     #[test]
     fn a_lost_region_makes_the_next_one_mismatch_even_at_equal_length() {
         let dir = tempfile::tempdir().unwrap();
