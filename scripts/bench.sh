@@ -15,11 +15,19 @@
 #   BENCH_SMALL_FILES=2000  100 KB objects for row 3
 #   BENCH_SERVE_MIB=1024  the file served in row 5
 #   BENCH_WRK_SECS=10     duration of each wrk run
+#   BENCH_SERVE_RUNS=7    runs of each serving pair (row 5: short and noisy, so more than
+#                         BENCH_RUNS; the report shows the median and the min–max spread)
+#   BENCH_SERVE_PERF=FILE  after the serving runs, one more ranged run of r2-sync (not
+#                         recorded) under perf record -g, written to FILE (perf report -i FILE)
+#   BENCH_SERVE_CPUS=0    the CPU set (taskset -c) both servers of row 5 are pinned to; the
+#                         client (curl, wrk) runs on the other CPUs (BENCH_CLIENT_CPUS, by
+#                         default every CPU not in the set, or the same set on one CPU)
 #   BENCH_LEDGER_ENTRIES="10000 1000000"  ledger sizes for the ledger rows (N finished
 #                         entries in the ledger, N archived rows in PostgreSQL)
 #   BENCH_ONLY="videos big small resume serve context ledger"  a subset, for working on the
 #                         harness; BENCH_ONLY=ledger alone updates only the ledger section of
-#                         BENCH_OUT and keeps the rest of the file
+#                         BENCH_OUT and keeps the rest of the file; BENCH_ONLY=serve alone, the
+#                         serving section and row 5 of the results table
 #   BENCH_OUT=BENCHMARKS.md
 #   BENCH_SKIP_BUILD=1    use the binaries already in target/release
 #   BENCH_R2_ENV="SYNC_CONCURRENCY=8"   extra settings for every timed r2-sync pass
@@ -43,6 +51,9 @@ SMALL_FILES=${BENCH_SMALL_FILES:-2000}
 SMALL_BYTES=100000
 SERVE_MIB=${BENCH_SERVE_MIB:-1024}
 WRK_SECS=${BENCH_WRK_SECS:-10}
+SERVE_RUNS=${BENCH_SERVE_RUNS:-7}
+SERVE_CPUS=${BENCH_SERVE_CPUS:-0}
+CLIENT_CPUS=${BENCH_CLIENT_CPUS:-}
 ONLY=${BENCH_ONLY:-videos big small resume serve context ledger}
 LEDGER_ENTRIES=${BENCH_LEDGER_ENTRIES:-10000 1000000}
 LEDGER_REQUESTS=50 # GETs of /metrics and of /status per size
@@ -561,7 +572,7 @@ start_nginx() {
     [ "$(id -u)" -eq 0 ] && user_line="user root;" # the temp dir is 0700
     cat >"$dir/nginx.conf" <<EOF
 $user_line
-worker_processes auto;
+worker_processes $(cpu_count "$SERVE_CPUS");
 daemon off;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
@@ -582,8 +593,12 @@ http {
     }
 }
 EOF
-    "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" &
-    PIDS+=($!)
+    taskset -c "$SERVE_CPUS" "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" &
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
+    # The report prints the config (with the temp dir's paths as they were).
+    cp "$dir/nginx.conf" "$WORK/nginx.conf.txt"
+    meta nginx_conf_file "$WORK/nginx.conf.txt"
     wait_http "http://127.0.0.1:$NGINX_PORT/bench/serve.bin" || die "nginx did not start: $(cat "$dir/error.log")"
     NGINX_URL="http://127.0.0.1:$NGINX_PORT/${SERVE_REL:-bench/serve.bin}"
 }
@@ -633,7 +648,7 @@ start_r2sync_serve() {
         SERVE_TODO="\`r2-sync token\` is not available"
         return 1
     fi
-    env -i "${env[@]}" "$BIN/r2-sync" serve >"$WORK/logs/serve.log" 2>&1 &
+    taskset -c "$SERVE_CPUS" env -i "${env[@]}" "$BIN/r2-sync" serve >"$WORK/logs/serve.log" 2>&1 &
     R2_SERVE_PID=$!
     PIDS+=("$R2_SERVE_PID")
     if ! wait_http "http://127.0.0.1:$R2_PORT/health" "$R2_SERVE_PID"; then
@@ -655,30 +670,100 @@ start_r2sync_serve() {
     fi
 }
 
+# cpu_count LIST: how many CPUs a taskset list ("0", "0-1", "0,2-3") names.
+cpu_count() {
+    local n=0 part
+    for part in ${1//,/ }; do
+        if [[ "$part" == *-* ]]; then n=$((n + ${part#*-} - ${part%-*} + 1)); else n=$((n + 1)); fi
+    done
+    echo "$n"
+}
+
+# The client's CPUs: BENCH_CLIENT_CPUS, else every online CPU outside the servers' set (the
+# servers' set itself on a one-CPU machine).
+client_cpus() {
+    if [ -n "$CLIENT_CPUS" ]; then
+        echo "$CLIENT_CPUS"
+        return
+    fi
+    local rest
+    rest=$(python3 -c '
+import os, sys
+pinned = set()
+for part in sys.argv[1].split(","):
+    a, _, b = part.partition("-")
+    pinned.update(range(int(a), int(b or a) + 1))
+print(",".join(str(c) for c in sorted(os.sched_getaffinity(0) - pinned)))' "$SERVE_CPUS")
+    echo "${rest:-$SERVE_CPUS}"
+}
+
+# server_cpu SUBJECT: CPU seconds (user+sys) the server has used so far, its children (nginx's
+# workers) included.
+server_cpu() {
+    local pid
+    pid=$([ "$1" = nginx ] && echo "$NGINX_PID" || echo "$R2_SERVE_PID")
+    local pids=("$pid")
+    # (ps exits 1 when there is no child)
+    mapfile -t -O 1 pids < <(ps -o pid= --ppid "$pid" | tr -d ' ' || true)
+    local ticks=0 p
+    for p in "${pids[@]}"; do
+        [[ "$p" =~ ^[0-9]+$ ]] && [ -r "/proc/$p/stat" ] || continue
+        # utime and stime: fields 14 and 15, counted after the ")" that ends the command name.
+        ticks=$((ticks + $(sed 's/.*) //' "/proc/$p/stat" | awk '{ print $12 + $13 }')))
+    done
+    calc "$ticks / $(getconf CLK_TCK)"
+}
+
+# record_cpu_per_gb KEY SUBJECT RUN CPU0 CPU1 BYTES: the server's CPU seconds per GB of body.
+record_cpu_per_gb() {
+    record "$1" "$2" "$3" "$(calc "($5 - $4) / ($6 / 1e9)")"
+}
+
 # serve_one SUBJECT RUN URL: one client downloads the whole file.
 serve_one() {
-    local out size secs
-    out=$(curl -fsS -o /dev/null -w '%{size_download} %{time_total}' "$3") || die "row 5: GET $3 failed"
+    local out size secs c0 c1
+    c0=$(server_cpu "$1")
+    out=$(taskset -c "$(client_cpus)" curl -fsS -o /dev/null -w '%{size_download} %{time_total}' "$3") ||
+        die "row 5: GET $3 failed"
+    c1=$(server_cpu "$1")
     read -r size secs <<<"$out"
     [ "$size" -eq "$SERVE_BYTES" ] || die "row 5: $1 sent $size of $SERVE_BYTES bytes"
     record serve1.mbps "$1" "$2" "$(calc "$size / $secs / 1e6")"
-    say "  serve1-$1-$2: $(calc "$size / $secs / 1e6") MB/s"
+    record_cpu_per_gb serve1.cpu_per_gb "$1" "$2" "$c0" "$c1" "$size"
+    say "  serve1-$1-$2: $(calc "$size / $secs / 1e6") MB/s, $(calc "($c1 - $c0) / ($size / 1e9)") CPU-s/GB"
 }
 
 # serve_ranges SUBJECT RUN URL: wrk, 64 connections, random 1 MiB ranges.
 serve_ranges() {
-    local log="$WORK/logs/wrk-$1-$2.log"
-    wrk -t2 -c64 -d"${WRK_SECS}s" --latency -s bench/range.lua "$3" -- "$SERVE_BYTES" >"$log" 2>&1 ||
-        die "row 5: wrk against $1 failed: $(tail -n 3 "$log")"
+    local log="$WORK/logs/wrk-$1-$2.log" c0 c1
+    c0=$(server_cpu "$1")
+    taskset -c "$(client_cpus)" wrk -t2 -c64 -d"${WRK_SECS}s" --latency -s bench/range.lua "$3" -- "$SERVE_BYTES" \
+        >"$log" 2>&1 || die "row 5: wrk against $1 failed: $(tail -n 3 "$log")"
+    c1=$(server_cpu "$1")
     if grep -qE 'Non-2xx|Socket errors' "$log"; then
         cat "$log" >&2
         die "row 5: wrk saw errors against $1 (above)"
     fi
-    local rps
+    local rps requests
     rps=$(sed -n 's/^Requests\/sec: *//p' "$log")
-    [ -n "$rps" ] || die "row 5: no Requests/sec in wrk's output: $(cat "$log")"
+    requests=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$log")
+    [ -n "$rps" ] && [ -n "$requests" ] || die "row 5: no Requests/sec in wrk's output: $(cat "$log")"
     record range.rps "$1" "$2" "$rps"
-    say "  range-$1-$2: $rps req/s"
+    # Body bytes: every answer is a 1 MiB range (checked with curl before).
+    record_cpu_per_gb range.cpu_per_gb "$1" "$2" "$c0" "$c1" "$((requests << 20))"
+    say "  range-$1-$2: $rps req/s, $(calc "($c1 - $c0) / ($requests * 1048576 / 1e9)") CPU-s/GB"
+}
+
+# One ranged wrk run against r2-sync under perf record (call graphs), not recorded.
+profile_ranges() {
+    say "  profiling r2-sync serve under wrk into $BENCH_SERVE_PERF"
+    perf record -F 999 -g -p "$R2_SERVE_PID" -o "$BENCH_SERVE_PERF" -- sleep "$WRK_SECS" \
+        >"$WORK/logs/perf.log" 2>&1 &
+    local perf_pid=$!
+    taskset -c "$(client_cpus)" wrk -t2 -c64 -d"${WRK_SECS}s" -s bench/range.lua "$R2_URL" -- "$SERVE_BYTES" \
+        >"$WORK/logs/wrk-profiled.log" 2>&1 || die "row 5: wrk under perf failed"
+    wait "$perf_pid" || die "perf record failed: $(tail -n 3 "$WORK/logs/perf.log")"
+    say "  under perf: $(sed -n 's/^Requests\/sec: *//p' "$WORK/logs/wrk-profiled.log") req/s; perf report -i $BENCH_SERVE_PERF"
 }
 
 # Idle RSS of `r2-sync run` (server + scheduler) after 5 s with nothing to do. Returns 1 with
@@ -712,7 +797,13 @@ bench_serve() {
     start_nginx
     # Warm the page cache once so neither server pays for the first read.
     cat "$SERVE_DIR/${SERVE_REL:-bench/serve.bin}" >/dev/null
-    for run in $(seq 1 "$RUNS"); do
+    meta serve_runs "$SERVE_RUNS"
+    meta serve_cpus "$SERVE_CPUS"
+    meta client_cpus "$(client_cpus)"
+    meta serve_command "BENCH_ONLY=\"$(xargs <<<"$ONLY")\" BENCH_SERVE_RUNS=$SERVE_RUNS BENCH_SERVE_CPUS=$SERVE_CPUS ./scripts/bench.sh"
+    say "  nginx's config:"
+    sed 's/^/    /' "$WORK/nginx.conf.txt" >&2
+    for run in $(seq 1 "$SERVE_RUNS"); do
         for subject in $(rotate "$run" r2sync nginx); do
             if [ "$subject" = nginx ]; then
                 serve_one nginx "$run" "$NGINX_URL"
@@ -728,6 +819,9 @@ bench_serve() {
             fi
         done
     done
+    if [ -n "$have_r2" ] && [ -n "${BENCH_SERVE_PERF:-}" ]; then
+        profile_ranges
+    fi
     if [ -n "$have_r2" ]; then
         kill "$R2_SERVE_PID"
         wait "$R2_SERVE_PID" 2>/dev/null || true
@@ -970,7 +1064,7 @@ notes() {
     meta note03 "Objects are re-uploaded (untimed, rclone) before each r2-sync run, since r2-sync deletes what it archived; rows, leases, archive and state are reset."
     meta note04 "The ${VIDEOS:-20} videos are one ${VIDEO_BYTES:-?}-byte 720p x264 file (10 s, noise so it stays at 40 Mbit/s) under ${VIDEOS:-20} keys; r2-sync runs ffprobe on each. Throughput = bytes / wall seconds."
     meta note05 "Row 4: r2-sync is killed when \`<ARCHIVE_DIR>/.r2-sync-tmp/<id>.part\` reaches 50 %; rclone when the S3 server's GET /_stats counter reaches 50 % (its multi-thread download writes into a preallocated file, so file size says nothing). Re-downloaded = bytes the server sent over both runs − object size. 50 % of the object is a boundary of r2-sync's 64 MiB checkpoint segments, and the kill lands before that segment's checkpoint: this is r2-sync's worst case (one whole segment, plus bytes in flight)."
-    meta note06 "Row 5 (when measured): nginx ($NGINX) with sendfile on, over the same directory as \`r2-sync serve\`; wrk -t2 -c64 -d${WRK_SECS}s with bench/range.lua; r2-sync URLs carry ?token= from \`r2-sync token\`. The file is one r2-sync archived itself (so its ledger answers each request's lookup, as for every file it archives), served by both from the same path, in the page cache (warmed first)."
+    meta note06 "Row 5 (when measured): nginx ($NGINX) with sendfile on (its config is in the serving section), over the same directory as \`r2-sync serve\`; wrk -t2 -c64 -d${WRK_SECS}s with bench/range.lua; r2-sync URLs carry ?token= from \`r2-sync token\`. The file is one r2-sync archived itself (so its ledger answers each request's lookup, as for every file it archives), served by both from the same path, in the page cache (warmed first). Both servers pinned to CPUs ${SERVE_CPUS} (taskset; nginx with one worker per CPU there), the client to CPUs $(client_cpus); ${SERVE_RUNS} runs of each pair, alternating."
     meta note07 "Row 6's S3-server rows are the ceiling every sync row shares: when both tools come close to it, the sync ratios measure the server more than the tools (see the S3 server CPU column)."
     meta note09 "The bucket's objects: $([[ "$S3_ROOT" == /dev/shm/* ]] && echo "in /dev/shm (tmpfs), since R2's storage is not the NAS's disk" || echo "on the archive's disk (/dev/shm had no room)"). Earlier runs' output is moved aside, never deleted, until the end: on ext4 without a journal (this machine's disk) a mass delete makes every file created in the next minute (six while the inode table is dirty) scan past the freed inodes, which charged one tool for the other's clean-up; the fresh filesystem (BENCH_FS) also keeps the work of earlier benchmarks and test runs on the disk from landing on these rows."
     meta note08 "Everything (S3 server, PostgreSQL, the tool measured, the client) shares the same $(nproc) cores, with other work running on the machine: absolute numbers are noisy; the ratios are the point."
@@ -1026,9 +1120,12 @@ main() {
 
     say "writing $OUT"
     echo
-    local only_ledger=()
-    [ "$(xargs <<<"$ONLY")" = ledger ] && only_ledger=(--only-ledger)
-    python3 bench/report.py "${only_ledger[@]}" "$RESULTS" "$META" "$OUT"
+    local only=()
+    case "$(xargs <<<"$ONLY")" in
+        ledger) only=(--only-ledger) ;;
+        serve) only=(--only-serve) ;;
+    esac
+    python3 bench/report.py "${only[@]}" "$RESULTS" "$META" "$OUT"
 }
 
 main "$@"

@@ -86,7 +86,27 @@ macro_rules! label_value_as_str {
         }
     )*};
 }
-label_value_as_str!(FailReason, HttpRoute);
+/// How a file body reached the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BodyPath {
+    /// Page cache to socket (`sendfile`), no copy through user space.
+    Sendfile,
+    /// Read into memory in chunks, then written.
+    Buffered,
+}
+
+impl BodyPath {
+    pub const ALL: [Self; 2] = [Self::Sendfile, Self::Buffered];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sendfile => "sendfile",
+            Self::Buffered => "buffered",
+        }
+    }
+}
+
+label_value_as_str!(FailReason, HttpRoute, BodyPath);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReasonLabel {
@@ -97,6 +117,11 @@ struct ReasonLabel {
 struct RequestLabels {
     route: HttpRoute,
     status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BodyPathLabel {
+    path: BodyPath,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -118,6 +143,7 @@ pub struct Metrics {
     ledger_entries: Family<StageLabel, Gauge>,
     http_requests: Family<RequestLabels, Counter>,
     bytes_served: Counter,
+    file_bodies: Family<BodyPathLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -140,11 +166,15 @@ impl Metrics {
             ledger_entries: Family::default(),
             http_requests: Family::default(),
             bytes_served: Counter::default(),
+            file_bodies: Family::default(),
         };
         // Every reason and stage from the start: a series that appears only with its first
         // increment defeats `increase()` in alert rules.
         for reason in FailReason::ALL {
             drop(m.files_failed.get_or_create(&ReasonLabel { reason }));
+        }
+        for path in BodyPath::ALL {
+            drop(m.file_bodies.get_or_create(&BodyPathLabel { path }));
         }
         for stage in Stage::ALL {
             drop(m.ledger_entries.get_or_create(&StageLabel { stage: stage.as_str() }));
@@ -197,6 +227,11 @@ impl Metrics {
             "bytes_served",
             "Body bytes of file downloads (200 and 206 answers) sent to clients",
             m.bytes_served.clone(),
+        );
+        r.register(
+            "file_bodies",
+            "File bodies (200 and 206 answers to GET) started, by path: sendfile (page cache to socket) or buffered (read into memory)",
+            m.file_bodies.clone(),
         );
         m
     }
@@ -253,6 +288,11 @@ impl Metrics {
         if route == HttpRoute::File && matches!(status, 200 | 206) {
             self.bytes_served.inc_by(bytes);
         }
+    }
+
+    /// A file body is about to be sent by `path`.
+    pub fn file_body(&self, path: BodyPath) {
+        self.file_bodies.get_or_create(&BodyPathLabel { path }).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -23,6 +23,7 @@ fn renders_prometheus_text_with_every_label_from_the_start() {
     m.http_request(HttpRoute::File, 206, 4096);
     m.http_request(HttpRoute::Health, 200, 15);
     m.http_request(HttpRoute::File, 404, 21);
+    m.file_body(BodyPath::Sendfile);
     m.observe_ledger(&BTreeMap::from([
         (Stage::Archived, 2),
         (Stage::FailPending, 1),
@@ -43,6 +44,8 @@ fn renders_prometheus_text_with_every_label_from_the_start() {
         ("r2sync_http_requests_total{route=\"health\",status=\"200\"}", "1"),
         ("r2sync_http_requests_total{route=\"file\",status=\"404\"}", "1"),
         ("r2sync_bytes_served_total", "4096"),
+        ("r2sync_file_bodies_total{path=\"sendfile\"}", "1"),
+        ("r2sync_file_bodies_total{path=\"buffered\"}", "0"),
         ("r2sync_owed_db_writes", "3"),
         ("r2sync_ledger_entries{stage=\"done\"}", "5"),
         ("r2sync_ledger_entries{stage=\"claimed\"}", "0"),

@@ -20,7 +20,9 @@ use super::fs::{is_absent, open_within, FileChunks};
 use super::headers;
 use super::lookup::{self, Archived};
 use super::range::{self, RangeAnswer};
+use super::sendfile::{Regions, SendfileChunks};
 use super::{request_path, Shared};
+use crate::metrics::BodyPath;
 
 #[derive(Debug, Error)]
 pub enum FileError {
@@ -80,9 +82,10 @@ pub(super) async fn handle(
     path: FullPath,
     query: String,
     headers: HeaderMap,
+    regions: Option<Regions>,
 ) -> Result<Response, Infallible> {
     let mut info = AccessInfo::default();
-    let mut resp = match serve(&shared, &method, path.as_str(), &query, &headers, &mut info).await {
+    let mut resp = match serve(&shared, &method, path.as_str(), &query, &headers, regions, &mut info).await {
         Ok(resp) => resp,
         Err(e) => {
             match &e {
@@ -99,12 +102,14 @@ pub(super) async fn handle(
     Ok(resp)
 }
 
+/// `regions`: the connection's file regions, when file bodies can go out with `sendfile`.
 async fn serve(
     shared: &Shared,
     method: &Method,
     raw_path: &str,
     query: &str,
     req: &HeaderMap,
+    regions: Option<Regions>,
     info: &mut AccessInfo,
 ) -> Result<Response, FileError> {
     if method != Method::GET && method != Method::HEAD {
@@ -133,7 +138,12 @@ async fn serve(
         archived: &archived,
         name,
     };
-    Ok(respond(*method == Method::HEAD, req, target, shared.limits.chunk_size))
+    let body = BodySource {
+        chunk_size: shared.limits.chunk_size,
+        regions,
+        metrics: &shared.metrics,
+    };
+    Ok(respond(*method == Method::HEAD, req, target, body))
 }
 
 type Opened = std::io::Result<(File, u64, SystemTime)>;
@@ -186,7 +196,31 @@ struct Target<'a> {
     name: &'a str,
 }
 
-fn respond(head: bool, req: &HeaderMap, t: Target, chunk_size: usize) -> Response {
+/// How a file body is made: sent with `sendfile` through the connection's regions when it
+/// has them, else read in `chunk_size` pieces.
+struct BodySource<'a> {
+    chunk_size: usize,
+    regions: Option<Regions>,
+    metrics: &'a crate::metrics::Metrics,
+}
+
+impl BodySource<'_> {
+    fn response(self, file: File, start: u64, count: u64) -> Response {
+        match self.regions {
+            Some(regions) => {
+                self.metrics.file_body(BodyPath::Sendfile);
+                let chunks = SendfileChunks::new(file, start, count, self.chunk_size, regions);
+                warp::reply::stream(chunks).into_response()
+            }
+            None => {
+                self.metrics.file_body(BodyPath::Buffered);
+                warp::reply::stream(FileChunks::new(file, start, count, self.chunk_size)).into_response()
+            }
+        }
+    }
+}
+
+fn respond(head: bool, req: &HeaderMap, t: Target, body: BodySource) -> Response {
     let etag = headers::etag(t.len, t.modified);
     let mut h = HeaderMap::new();
     set(&mut h, header::ETAG, &etag);
@@ -226,7 +260,7 @@ fn respond(head: bool, req: &HeaderMap, t: Target, chunk_size: usize) -> Respons
     let mut resp = if head || count == 0 {
         Response::default()
     } else {
-        warp::reply::stream(FileChunks::new(t.file, start, count, chunk_size)).into_response()
+        body.response(t.file, start, count)
     };
     *resp.status_mut() = status;
     resp.headers_mut().extend(h);

@@ -28,6 +28,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
 use super::access_log::{self, RequestLine};
+use super::sendfile::{self, Regions};
 use super::{request_target, Shared};
 
 pub(super) type Routes = BoxedFilter<(Response,)>;
@@ -98,16 +99,23 @@ async fn connection(
 ) {
     let limits = shared.limits.clone();
     let activity = Activity::new();
+    // File bodies reach the socket through these (module sendfile); without them (the
+    // buffered path), file handlers read chunks into memory.
+    let regions = limits.sendfile.then(Regions::default);
     let io = TokioIo::new(Tracked {
         inner: stream,
         activity: activity.clone(),
+        regions: regions.clone().unwrap_or_default(),
     });
     let log = shared.log.clone();
     let metrics = shared.metrics.clone();
     let svc = warp::service(routes);
-    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let mut svc = svc.clone();
         let (log, metrics) = (log.clone(), metrics.clone());
+        if let Some(regions) = &regions {
+            req.extensions_mut().insert(regions.clone());
+        }
         async move {
             let line = RequestLine::of(&req, peer);
             let resp = match request_target::check(&req) {
@@ -126,7 +134,10 @@ async fn connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_header_size(limits.max_header_bytes);
+        .max_header_size(limits.max_header_bytes)
+        // The queue strategy: body chunks are written as they are, never copied into one
+        // buffer, which the sentinel chunks of file bodies depend on (module sendfile).
+        .writev(true);
     let mut conn = pin!(builder.serve_connection(io, service));
     let mut idle = pin!(activity.idle_for(limits.idle_timeout));
     let mut draining = false;
@@ -183,10 +194,12 @@ impl Activity {
     }
 }
 
-/// A socket that records progress in its [`Activity`].
+/// A socket that records progress in its [`Activity`] and sends file regions with
+/// `sendfile` where their sentinel chunks come up.
 struct Tracked {
     inner: TcpStream,
     activity: Activity,
+    regions: Regions,
 }
 
 impl AsyncRead for Tracked {
@@ -201,22 +214,19 @@ impl AsyncRead for Tracked {
 }
 
 impl AsyncWrite for Tracked {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        poll
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.poll_write_vectored(cx, &[std::io::IoSlice::new(data)])
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let this = self.get_mut();
+        let poll = sendfile::poll_write_vectored(&mut this.inner, &this.regions, cx, bufs);
         if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            this.activity.touch();
         }
         poll
     }

@@ -23,6 +23,7 @@ mod request_target;
 #[cfg(test)]
 mod fuzz_tests;
 mod scrape;
+mod sendfile;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -59,11 +60,15 @@ pub struct Limits {
     /// A connection that moves no byte either way for this long is closed (a client that
     /// stopped reading a download holds a connection slot otherwise).
     pub idle_timeout: Duration,
-    /// Read size for file bodies. 512 KiB: a player's typical 1 MiB range takes two reads
-    /// (each a hop to the blocking pool), while a connection holds at most two chunks.
+    /// Read size for buffered file bodies. 512 KiB: a player's typical 1 MiB range takes two
+    /// reads (each a hop to the blocking pool), while a connection holds at most two chunks.
+    /// With `sendfile`, the buffer size for reading an uncached region into the page cache.
     pub chunk_size: usize,
     /// Connection cap of the health listener (the file listener uses `MAX_CONNECTIONS`).
     pub health_max_connections: usize,
+    /// File bodies go from the page cache to the socket with `sendfile` (module sendfile);
+    /// when false, they are read into memory in `chunk_size` pieces (the buffered path).
+    pub sendfile: bool,
 }
 
 impl Default for Limits {
@@ -75,6 +80,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(120),
             chunk_size: 512 * 1024,
             health_max_connections: 64,
+            sendfile: true,
         }
     }
 }
@@ -261,8 +267,11 @@ fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
             .and(warp::path::full())
             .and(query)
             .and(warp::header::headers_cloned())
+            .and(warp::ext::optional::<sendfile::Regions>())
             .and(with_shared)
-            .and_then(|m, path, query, headers, shared| files::handle(shared, m, path, query, headers))
+            .and_then(|m, path, query, headers, regions, shared| {
+                files::handle(shared, m, path, query, headers, regions)
+            })
             .map(tag(HttpRoute::File))
             .boxed()
     } else {

@@ -26,6 +26,7 @@ mod rig;
 mod server;
 mod server_auth;
 mod server_binary;
+mod server_bodies;
 mod server_ops;
 mod soak;
 mod sync;

@@ -108,7 +108,13 @@ async fn download_started(served: &Served, len: usize) -> (reqwest::Response, Ve
 
 #[tokio::test]
 async fn shutdown_stops_accepting_and_lets_a_download_finish() {
-    let mut served = Served::new().await;
+    download_in_flight_survives_shutdown(Limits::default()).await;
+}
+
+/// Shutdown during a 64 MiB download under `limits`: no new connection is accepted, the
+/// download completes intact and is logged complete, and the drain ends.
+pub(crate) async fn download_in_flight_survives_shutdown(limits: Limits) {
+    let mut served = Served::with(Rig::new().await, &[], limits).await;
     let len = 64 << 20;
     let (mut resp, mut got) = download_started(&served, len).await;
     served.shutdown.cancel();
