@@ -707,7 +707,9 @@ server_cpu() {
     mapfile -t -O 1 pids < <(ps -o pid= --ppid "$pid" | tr -d ' ' || true)
     local ticks=0 p
     for p in "${pids[@]}"; do
-        [[ "$p" =~ ^[0-9]+$ ]] && [ -r "/proc/$p/stat" ] || continue
+        if ! [[ "$p" =~ ^[0-9]+$ ]] || [ ! -r "/proc/$p/stat" ]; then
+            continue
+        fi
         # utime and stime: fields 14 and 15, counted after the ")" that ends the command name.
         ticks=$((ticks + $(sed 's/.*) //' "/proc/$p/stat" | awk '{ print $12 + $13 }')))
     done
@@ -747,7 +749,9 @@ serve_ranges() {
     local rps requests
     rps=$(sed -n 's/^Requests\/sec: *//p' "$log")
     requests=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$log")
-    [ -n "$rps" ] && [ -n "$requests" ] || die "row 5: no Requests/sec in wrk's output: $(cat "$log")"
+    if [ -z "$rps" ] || [ -z "$requests" ]; then
+        die "row 5: no Requests/sec in wrk's output: $(cat "$log")"
+    fi
     record range.rps "$1" "$2" "$rps"
     # Body bytes: every answer is a 1 MiB range (checked with curl before).
     record_cpu_per_gb range.cpu_per_gb "$1" "$2" "$c0" "$c1" "$((requests << 20))"
