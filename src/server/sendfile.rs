@@ -328,11 +328,17 @@ impl futures::Stream for SendfileChunks {
 mod tests {
     use super::*;
 
-    #[test]
-    fn only_exact_rests_of_the_front_region_match() {
+    /// A 100-byte file to make regions of (kept while its directory lives).
+    fn hundred_bytes() -> (tempfile::TempDir, Arc<File>) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), vec![7u8; 100]).unwrap();
         let file = Arc::new(File::open(dir.path().join("f")).unwrap());
+        (dir, file)
+    }
+
+    #[test]
+    fn only_exact_rests_of_the_front_region_match() {
+        let (_dir, file) = hundred_bytes();
         let regions = Regions::default();
         let a = regions.push(file.clone(), 0, 60);
         let b = regions.push(file.clone(), 60, 40);
@@ -392,9 +398,7 @@ mod tests {
 
     #[test]
     fn a_lost_region_makes_the_next_one_mismatch_even_at_equal_length() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("f"), vec![7u8; 100]).unwrap();
-        let file = Arc::new(File::open(dir.path().join("f")).unwrap());
+        let (_dir, file) = hundred_bytes();
         let regions = Regions::default();
         let _lost = regions.push(file.clone(), 0, 50);
         let next = regions.push(file, 50, 50);
