@@ -76,6 +76,7 @@ echo "==> the archive:"
 "$BIN/r2-sync" status
 
 echo "==> serving on port $SERVER_PORT (health on $HEALTH_PORT)"
+echo "    the dashboard (what r2-sync is doing, did, and what needs you): http://127.0.0.1:$HEALTH_PORT/"
 "$BIN/r2-sync" serve >"$WORK/serve.log" &
 PIDS+=($!)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$HEALTH_PORT/health" >/dev/null && break; sleep 0.05; done
