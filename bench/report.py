@@ -105,12 +105,14 @@ def rows(m: dict[str, str]) -> list[Row]:
             "videos.mbps", "r2sync_c2", "rclone", "rclone", ratio_at_least(1.3)),
         Row("1", "… same, SYNC_CONCURRENCY=4", "MB/s",
             "videos.mbps", "r2sync_c4", "rclone", "rclone", ratio_at_least(1.3)),
+        *bash_loop_rows("1", "videos", "same (r2-sync: SYNC_CONCURRENCY=2)", "r2sync_c2"),
         Row("2", f"sync one {big} object (random data, VALIDATE_MEDIA=false: not media)", "MB/s",
             "big.mbps", "r2sync", "rclone", "rclone", ratio_at_least(1.0)),
         Row("2", f"… peak RSS (Maximum resident set size)", "MiB",
             "big.rss_mib", "r2sync", "rclone", "rclone", rss_target(0.5, 64)),
         Row("3", f"sync {small} (VALIDATE_MEDIA=false, BATCH_SIZE={m['small_files']})", "files/s",
             "small.fps", "r2sync", "rclone", "rclone", ratio_at_least(1.0)),
+        *bash_loop_rows("3", "small", "same (VALIDATE_MEDIA=false in both)", "r2sync"),
         Row("4", f"bytes downloaded again after SIGKILL at ≥ 50 % of the {big} object", "% of object",
             "resume.pct", "r2sync", "rclone", "rclone", at_most(5, "%")),
         Row("5", f"serve a {serve} file to one client (curl -o /dev/null); median (min–max)", "MB/s",
@@ -148,6 +150,27 @@ def rows(m: dict[str, str]) -> list[Row]:
     ]
 
 
+BASH_LOOP = "bash loop"
+
+
+def bash_loop_rows(num: str, section: str, what: str, ours: str) -> list[Row]:
+    """Row NUM against the bash + rclone loop r2-sync replaces (bench/bash-loop.sh), and the
+    CPU each tool spends per GB it archives (rclone: copies). Context: no targets."""
+    return [
+        Row(num, f"… {what}, vs the bash + rclone loop (bench/bash-loop.sh: psql, then rclone copyto, "
+            "ffprobe, mv, jq, psql, rclone deletefile per file, one at a time)", "files/s",
+            f"{section}.fps", ours, "bashloop", BASH_LOOP),
+        Row(num, "… CPU (user+sys of the whole process tree)", "CPU-s",
+            f"{section}.cpu_s", ours, "bashloop", BASH_LOOP),
+        Row(num, "… peak RSS (largest process of the tree)", "MiB",
+            f"{section}.rss_mib", ours, "bashloop", BASH_LOOP),
+        Row(num, "… CPU-s per GB archived, vs rclone copy (per GB copied)", "CPU-s/GB",
+            f"{section}.cpu_per_gb", ours, "rclone", "rclone"),
+        Row(num, "… CPU-s per GB archived, vs the bash + rclone loop", "CPU-s/GB",
+            f"{section}.cpu_per_gb", ours, "bashloop", BASH_LOOP),
+    ]
+
+
 def median(values, key, subject) -> Optional[float]:
     v = values.get((key, subject)) if subject else None
     return statistics.median(v) if v else None
@@ -162,6 +185,11 @@ def cell(values, key, subject, spread: bool) -> str:
     if spread and len(v) > 1:
         text += f" ({fmt(min(v))}–{fmt(max(v))})"
     return text
+
+
+def fmt_ratio(r: float) -> str:
+    """Two decimals; two significant digits below 0.01 (the bash loop's rows), not 0.00."""
+    return f"{r:.2f}×" if r >= 0.01 or r == 0 else f"{r:.2g}×"
 
 
 TABLE_HEAD = [
@@ -185,7 +213,7 @@ def main_table(values, meta, only_num: Optional[str] = None) -> list[str]:
             target = r.target(None, None)[0] if r.target else ""
             out.append(f"| {r.num} | {r.label} | {r.unit} | {' | '.join(cells)} | {target} | TODO: {todo} |")
             continue
-        ratio = f"{ours / base:.2f}×" if ours is not None and base else "—"
+        ratio = fmt_ratio(ours / base) if ours is not None and base else "—"
         target, ok = r.target(ours, base) if r.target else ("context", None)
         met = "" if not r.target else ("n/a" if ok is None else ("yes" if ok else "**no**"))
         base_cell = f"{r.base_name}: {cell(values, r.key, r.base, r.spread)}" if r.base else "—"
@@ -195,10 +223,10 @@ def main_table(values, meta, only_num: Optional[str] = None) -> list[str]:
 
 
 SECTIONS = [
-    ("videos", "1 videos", ["r2sync_c2", "r2sync_c4", "rclone"]),
+    ("videos", "1 videos", ["r2sync_c2", "r2sync_c4", "rclone", "bashloop"]),
     ("videofloor", "1 context: the contract's computing alone", ["hashes", "ffprobe"]),
     ("big", "2 one big object", ["r2sync", "rclone"]),
-    ("small", "3 small objects", ["r2sync", "rclone"]),
+    ("small", "3 small objects", ["r2sync", "rclone", "bashloop"]),
     ("smallget", "3 context: GET + hashes alone", ["rusts3", "rusts3_sha", "rclone"]),
     ("smallledger", "3 context: the ledger alone", ["redb"]),
 ]

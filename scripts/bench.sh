@@ -8,6 +8,15 @@
 # alternately BENCH_RUNS times, and prints one markdown table of medians and ratios, also
 # written (with the machine's description) to BENCHMARKS.md.
 #
+# Rows 1 and 3 have a second baseline: bench/bash-loop.sh, the bash + rclone service r2-sync
+# replaces (what users run today), rebuilt from the workflow in the original plan (psql
+# SELECT; per row rclone copyto, Debian's /usr/bin/ffprobe, mv, a jq sidecar, psql UPDATE +
+# audit INSERT, rclone deletefile; one file at a time; its header says where each step comes
+# from). It runs on the same rows and re-uploaded objects as r2-sync, and the same checks
+# follow every pass of both (bench/verify_archive.py: rows archived with audit rows, files
+# and sidecars in the archive, objects gone from the bucket). It is slow by design: two rclone
+# processes a file cost ~0.3 CPU-s, so row 3's 2,000 objects take it 10-20 minutes a run.
+#
 # Settings (environment):
 #   BENCH_RUNS=3          runs of each pair
 #   BENCH_VIDEOS=20       ~50 MB videos for row 1
@@ -126,6 +135,11 @@ need_tools() {
     if wants videos || wants big || wants small || wants resume || wants serve || wants context; then
         command -v rclone >/dev/null || missing+=(rclone)
     fi
+    # The bash loop (rows 1 and 3) runs Debian's full ffprobe and writes its sidecars with jq.
+    if wants videos || wants small; then
+        command -v jq >/dev/null || missing+=(jq)
+    fi
+    [ -x /usr/bin/ffprobe ] || missing+=(ffmpeg)
     if wants serve; then
         command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
         command -v wrk >/dev/null || missing+=(wrk)
@@ -146,6 +160,8 @@ tool_versions() {
     if command -v rclone >/dev/null; then v+=", $(rclone version | sed -n 1p)"; fi
     if [ -x "$NGINX" ]; then v+=", $("$NGINX" -v 2>&1 | sed 's/.*: //')"; fi
     if command -v wrk >/dev/null; then v+=", $( (wrk -v 2>&1 || true) | sed -n 1p | cut -d' ' -f1-2)"; fi
+    if command -v jq >/dev/null; then v+=", $(jq --version)"; fi
+    v+=", Debian's $(/usr/bin/ffprobe -version | sed -n '1s/ Copyright.*//p')"
     v+=", $(psql -h 127.0.0.1 -U postgres -d postgres -qAtXc 'SHOW server_version' | sed 's/^/PostgreSQL /;s/ (.*//')"
     echo "$v"
 }
@@ -286,7 +302,10 @@ meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
 
 # timed SECTION SUBJECT RUN CMD...: runs CMD under GNU time after flushing earlier runs'
 # dirty pages (so their writeback does not land on this run); records wall seconds, CPU
-# seconds, peak RSS and the S3 server's CPU seconds; sets T_SECS. Fails loudly.
+# seconds, peak RSS and the S3 server's CPU seconds; sets T_SECS and T_CPU. Fails loudly.
+# CPU seconds are GNU time's user + sys of CMD and every descendant it waited for (the whole
+# tree: r2-sync's ffprobes, the bash loop's rclone, ffprobe, psql, jq and mv); peak RSS is
+# its "Maximum resident set size": the largest one process of that tree reached, not a sum.
 timed() {
     local section=$1 subject=$2 run=$3
     shift 3
@@ -310,6 +329,7 @@ timed() {
     local rss_kb cpu
     rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$tf")
     cpu=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.2f", s }' "$tf")
+    T_CPU=$cpu
     record "$section.wall_s" "$subject" "$run" "$T_SECS"
     record "$section.cpu_s" "$subject" "$run" "$cpu"
     record "$section.rss_mib" "$subject" "$run" "$(calc "$rss_kb / 1024")"
@@ -335,9 +355,36 @@ r2_sync_pass() {
     read -ra extra <<<"${BENCH_R2_ENV:-}"
     read -ra wrap <<<"${BENCH_R2_WRAP:-}"
     timed "$section" "$subject" "$run" env -i "${R2ENV[@]}" "$@" "${extra[@]}" "${wrap[@]}" "$BIN/r2-sync" sync --once
-    local archived
-    archived=$(psql_q -c "SELECT count(*) FROM media WHERE status = 'archived'")
-    [ "$archived" -eq "$expected" ] || die "$section: r2-sync archived $archived of $expected rows"
+    verify_synced "$section" r2-sync "$expected"
+}
+
+# bash_loop_pass SECTION RUN EXPECTED ENV...: one timed pass of the bash + rclone loop
+# (bench/bash-loop.sh --once) over the rows in the database, with r2-sync's settings (the
+# same variables) and ENV, checked as r2-sync's passes are.
+bash_loop_pass() {
+    local section=$1 run=$2 expected=$3
+    shift 3
+    timed "$section" bashloop "$run" env -i "${R2ENV[@]}" RCLONE_CONFIG="$WORK/rclone.conf" "$@" \
+        "$ROOT/bench/bash-loop.sh" --once
+    verify_synced "$section" "the bash loop" "$expected"
+}
+
+# verify_synced SECTION WHO EXPECTED: after a sync pass over EXPECTED approved rows (the
+# only rows in the database), every row is archived with its one media.archived audit row,
+# its file and sidecar are in the archive, its object is gone from the bucket.
+verify_synced() {
+    local section=$1 who=$2 expected=$3 counts out
+    counts=$(psql_q -F ' ' -c "SELECT (SELECT count(*) FROM media WHERE status = 'archived'),
+                                      (SELECT count(*) FROM media WHERE status <> 'archived'),
+                                      (SELECT count(DISTINCT entity_id) FROM audit_logs
+                                       WHERE action = 'media.archived' AND entity_type = 'media'
+                                         AND entity_id IN (SELECT id FROM media WHERE status = 'archived'))")
+    [ "$counts" = "$expected 0 $expected" ] ||
+        die "$section: $who left $(cut -d' ' -f1 <<<"$counts") of $expected rows archived, $(cut -d' ' -f2 <<<"$counts") not archived, $(cut -d' ' -f3 <<<"$counts") with a media.archived audit row (log: $WORK/logs)"
+    out=$(psql_q -F $'\t' -c "SELECT id, archive_path, file_size, r2_key FROM media WHERE status = 'archived'" |
+        python3 bench/verify_archive.py "$DISK/archive" "$S3_ROOT/$BUCKET" "$expected" 2>&1) ||
+        die "$section: after $who: $out"
+    say "  checked: $out"
 }
 
 # rclone_pass SECTION RUN PREFIX EXPECTED: one timed `rclone copy` with default settings.
@@ -386,14 +433,26 @@ EOF
 # ---------------------------------------------------------------------------------------
 # Row 1: many videos, ffprobe on each (r2-sync's normal work).
 
+# record_sync SECTION SUBJECT RUN FILES BYTES: files/s and CPU-s per GB archived (or copied, for
+# rclone) of the run timed last.
+record_sync() {
+    record "$1.fps" "$2" "$3" "$(calc "$4 / $T_SECS")"
+    record "$1.cpu_per_gb" "$2" "$3" "$(calc "$T_CPU / ($5 / 1e9)")"
+}
+
 bench_videos() {
     say "row 1: $VIDEOS videos of $VIDEO_BYTES bytes"
     local total=$((VIDEOS * VIDEO_BYTES))
     for run in $(seq 1 "$RUNS"); do
-        for subject in $(rotate "$run" r2sync_c2 rclone r2sync_c4); do
+        for subject in $(rotate "$run" r2sync_c2 rclone r2sync_c4 bashloop); do
             upload "$WORK/src/videos" videos
             case $subject in
             rclone) rclone_pass videos "$run" videos "$VIDEOS" ;;
+            bashloop)
+                reset_r2sync
+                insert_rows videos "$VIDEOS" mp4 video/mp4 "$VIDEO_BYTES"
+                bash_loop_pass videos "$run" "$VIDEOS" BATCH_SIZE="$VIDEOS"
+                ;;
             r2sync_c2 | r2sync_c4)
                 reset_r2sync
                 insert_rows videos "$VIDEOS" mp4 video/mp4 "$VIDEO_BYTES"
@@ -403,6 +462,7 @@ bench_videos() {
                 ;;
             esac
             record videos.mbps "$subject" "$run" "$(calc "$total / $T_SECS / 1e6")"
+            record_sync videos "$subject" "$run" "$VIDEOS" "$total"
         done
         videos_floor "$run"
     done
@@ -420,9 +480,9 @@ videos_floor() {
     done' _ "$WORK/src/videos/"*.mp4
 }
 
-# sync_blobs_once SECTION PREFIX COUNT SIZE RUN SUBJECT: one timed run of SUBJECT (r2sync, with
-# ffprobe off since the objects are not media, or rclone) over the COUNT objects of SIZE bytes
-# under PREFIX; sets T_SECS.
+# sync_blobs_once SECTION PREFIX COUNT SIZE RUN SUBJECT: one timed run of SUBJECT (r2sync or
+# bashloop, with ffprobe off since the objects are not media, or rclone) over the COUNT
+# objects of SIZE bytes under PREFIX; sets T_SECS.
 sync_blobs_once() {
     local section=$1 prefix=$2 count=$3 size=$4 run=$5 subject=$6
     upload "$WORK/src/$prefix" "$prefix"
@@ -431,7 +491,11 @@ sync_blobs_once() {
     else
         reset_r2sync
         insert_rows "$prefix" "$count" bin application/octet-stream "$size"
-        r2_sync_pass "$section" r2sync "$run" "$count" BATCH_SIZE="$count" VALIDATE_MEDIA=false
+        if [ "$subject" = bashloop ]; then
+            bash_loop_pass "$section" "$run" "$count" BATCH_SIZE="$count" VALIDATE_MEDIA=false
+        else
+            r2_sync_pass "$section" r2sync "$run" "$count" BATCH_SIZE="$count" VALIDATE_MEDIA=false
+        fi
     fi
 }
 
@@ -450,9 +514,9 @@ bench_big() {
 bench_small() {
     say "row 3: $SMALL_FILES objects of $SMALL_BYTES bytes"
     for run in $(seq 1 "$RUNS"); do
-        for subject in $(rotate "$run" r2sync rclone); do
+        for subject in $(rotate "$run" r2sync rclone bashloop); do
             sync_blobs_once small small "$SMALL_FILES" "$SMALL_BYTES" "$run" "$subject"
-            record small.fps "$subject" "$run" "$(calc "$SMALL_FILES / $T_SECS")"
+            record_sync small "$subject" "$run" "$SMALL_FILES" "$((SMALL_FILES * SMALL_BYTES))"
             if [ "$subject" = r2sync ]; then SMALL_R2_FPS=$(calc "$SMALL_FILES / $T_SECS"); fi
         done
     done
@@ -1071,6 +1135,8 @@ notes() {
     meta note06 "Row 5 (when measured): nginx ($NGINX) with sendfile on (its config is in the serving section), over the same directory as \`r2-sync serve\`; wrk -t2 -c64 -d${WRK_SECS}s with bench/range.lua; r2-sync URLs carry ?token= from \`r2-sync token\`. The file is one r2-sync archived itself (so its ledger answers each request's lookup, as for every file it archives), served by both from the same path, in the page cache (warmed first). Both servers pinned to CPUs ${SERVE_CPUS} (taskset; nginx with one worker per CPU there), the client to CPUs $(client_cpus); ${SERVE_RUNS} runs of each pair, alternating."
     meta note07 "Row 6's S3-server rows are the ceiling every sync row shares: when both tools come close to it, the sync ratios measure the server more than the tools (see the S3 server CPU column)."
     meta note09 "The bucket's objects: $([[ "$S3_ROOT" == /dev/shm/* ]] && echo "in /dev/shm (tmpfs), since R2's storage is not the NAS's disk" || echo "on the archive's disk (/dev/shm had no room)"). Earlier runs' output is moved aside, never deleted, until the end: on ext4 without a journal (this machine's disk) a mass delete makes every file created in the next minute (six while the inode table is dirty) scan past the freed inodes, which charged one tool for the other's clean-up; the fresh filesystem (BENCH_FS) also keeps the work of earlier benchmarks and test runs on the disk from landing on these rows."
+    meta note10 "The bash + rclone loop (rows 1 and 3, bench/bash-loop.sh): the service r2-sync replaces, which users run today. Its script is not available; it is rebuilt from the workflow of the original plan (\`Query approved → Download from R2 → Validate (ffprobe) → Move to archive → Create JSON sidecar → Update DB → Delete from R2\`) and its settings (the same DB_*, R2_*, BATCH_SIZE, ARCHIVE_DIR r2-sync reads): one psql SELECT of the approved rows, then per row, one file at a time (the plan has no concurrency setting; SYNC_CONCURRENCY is new with the rewrite): \`rclone copyto\` into a temp file on the archive's filesystem, Debian's full \`/usr/bin/ffprobe\` with r2-sync's arguments (a rejected file is left in the bucket, its row approved; row 3: VALIDATE_MEDIA=false, as for r2-sync), \`mv\` to <yyyy>/<mm>/<id>-<name>, a \`jq\` sidecar (row, size, ffprobe's output), one psql statement updating the row to archived with its media.archived audit row, \`rclone deletefile\`. Nothing fsynced. Timed as one \`bench/bash-loop.sh --once\` pass, on the same rows and re-uploaded objects as r2-sync's runs; after each pass of either, the bench checks every row archived with its audit row, file and sidecar in the archive, object gone from the bucket (bench/verify_archive.py)."
+    meta note11 "CPU-s: GNU time's user + sys of the timed command and every descendant it waited for (r2-sync with its ffprobes; the bash loop with its rclone, ffprobe, psql, jq and mv processes). The S3 server's and PostgreSQL's CPU are outside it (Resources table; the bash loop's psql connects anew for each row, which costs PostgreSQL a backend each). Peak RSS: GNU time's maximum resident set size, the largest single process of the tree, not their sum. CPU-s per GB: that CPU-s over the bytes archived (rclone: copied), 10^9 bytes a GB."
     meta note08 "Everything (S3 server, PostgreSQL, the tool measured, the client) shares the same $(nproc) cores, with other work running on the machine: absolute numbers are noisy; the ratios are the point."
 }
 
