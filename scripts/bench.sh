@@ -17,6 +17,10 @@
 # and sidecars in the archive, objects gone from the bucket). It is slow by design: two rclone
 # processes a file cost ~0.3 CPU-s, so row 3's 2,000 objects take it 10-20 minutes a run.
 #
+# r2-sync's timed passes use the minimal static ffprobe the image ships (FFPROBE_PATH: the
+# path scripts/build-ffprobe.sh prints, built and cached under target/ffprobe the first
+# time, a few minutes); row 6 gives its CPU per file beside Debian's full ffprobe.
+#
 # Settings (environment):
 #   BENCH_RUNS=3          runs of each pair
 #   BENCH_VIDEOS=20       ~50 MB videos for row 1
@@ -230,7 +234,21 @@ r2_env() {
     R2ENV=(PATH="$PATH" DB_HOST=127.0.0.1 DB_PORT=5432 DB_NAME="$DB" DB_USER=postgres DB_SSLMODE=disable
         R2_ENDPOINT="$S3_URL" R2_ACCESS_KEY="$ACCESS_KEY" R2_SECRET_KEY="$SECRET_KEY" R2_BUCKET="$BUCKET"
         ARCHIVE_DIR="$DISK/archive" STATE_DIR="$WORK/state" UNRAID_TUNNEL_SECRET="$TUNNEL_SECRET"
-        SERVER_PORT=0 HEALTH_PORT=0 LOG_LEVEL=info)
+        SERVER_PORT=0 HEALTH_PORT=0 LOG_LEVEL=info FFPROBE_PATH="$MIN_FFPROBE")
+}
+
+# The minimal static ffprobe r2-sync's image ships (scripts/build-ffprobe.sh prints its path
+# last; a cached build is instant). Without FFPROBE_PATH r2-sync would run whatever ffprobe
+# PATH finds first: Debian's full one here, which the image does not have.
+MIN_FFPROBE=
+min_ffprobe() {
+    say "the minimal ffprobe (scripts/build-ffprobe.sh; a few minutes when not cached)"
+    MIN_FFPROBE=$(./scripts/build-ffprobe.sh | tail -n 1) || die "scripts/build-ffprobe.sh failed"
+    [ -x "$MIN_FFPROBE" ] || die "scripts/build-ffprobe.sh printed '$MIN_FFPROBE', not an executable"
+    "$MIN_FFPROBE" -version >/dev/null || die "$MIN_FFPROBE -version failed"
+    # "Debian ffmpeg <version>, built in N s: <its configure line>": the version, and the
+    # folder named for the hash of the configure options.
+    MIN_FFPROBE_BUILD="$(sed -n '1s/, built in .*//p' "$(dirname "$MIN_FFPROBE")/BUILD" 2>/dev/null), configure options $(basename "$(dirname "$MIN_FFPROBE")")"
 }
 
 # Earlier runs' output is moved aside, not deleted, until the end. This machine's disk is
@@ -470,14 +488,20 @@ bench_videos() {
 
 # Row 1's context, in the same minute as each run of the row: what the contract makes
 # r2-sync compute for these videos, alone: MD5 + SHA-256 of every byte (examples/
-# hash_floor.rs, r2-sync's crates) and ffprobe on each file with r2-sync's arguments.
+# hash_floor.rs, r2-sync's crates) and ffprobe on each file with r2-sync's arguments, by
+# Debian's full ffprobe (subject ffprobe: what the bash service ran) and by the minimal one
+# r2-sync runs (ffprobe_min, FFPROBE_PATH), alternating; their CPU ms per file too.
 videos_floor() {
-    local run=$1
+    local run=$1 subject probe
     timed videofloor hashes "$run" "$BIN/examples/hash_floor" "$WORK/src/videos/"*.mp4
-    # shellcheck disable=SC2016 # expanded by the inner shell
-    timed videofloor ffprobe "$run" bash -c 'for f in "$@"; do
-        ffprobe -v error -print_format json -show_format -show_streams -- "$f" >/dev/null || exit 1
-    done' _ "$WORK/src/videos/"*.mp4
+    for subject in $(rotate "$run" ffprobe ffprobe_min); do
+        probe=$([ "$subject" = ffprobe ] && echo /usr/bin/ffprobe || echo "$MIN_FFPROBE")
+        # shellcheck disable=SC2016 # expanded by the inner shell
+        timed videofloor "$subject" "$run" bash -c 'probe=$1; shift; for f in "$@"; do
+            "$probe" -v error -print_format json -show_format -show_streams -- "$f" >/dev/null || exit 1
+        done' _ "$probe" "$WORK/src/videos/"*.mp4
+        record videofloor.ms_per_file "$subject" "$run" "$(calc "$T_CPU * 1000 / $VIDEOS")"
+    done
 }
 
 # sync_blobs_once SECTION PREFIX COUNT SIZE RUN SUBJECT: one timed run of SUBJECT (r2sync or
@@ -1130,13 +1154,13 @@ notes() {
     meta note01 "Sync rows: the test S3 server (\`tests/s3-server\`, release build) on loopback, its objects in the page cache (RAM ≫ data). Timed: r2-sync's whole \`sync --once\` process (start-up, PostgreSQL claim, HEAD or a first GET that stands in for it, GET, MD5 + SHA-256, ffprobe, durable writes, rename, sidecar, record, DELETE) vs \`rclone copy bench:media/<prefix> <dir>\` alone with default settings (--transfers 4, --checkers 8, multi-thread streams 4 above 250 MiB; MD5 checked)."
     meta note02 "rclone does not fsync what it writes; r2-sync makes every 64 MiB segment, the file, the rename and the sidecar durable (one syncfs shared by the files finishing together where the filesystem honours it: ARCHIVE_SYNCFS). \`sync\` runs untimed before every timed run so earlier writeback does not land on it. Rows carry file_size, as the backend records it at upload."
     meta note03 "Objects are re-uploaded (untimed, rclone) before each r2-sync run, since r2-sync deletes what it archived; rows, leases, archive and state are reset."
-    meta note04 "The ${VIDEOS:-20} videos are one ${VIDEO_BYTES:-?}-byte 720p x264 file (10 s, noise so it stays at 40 Mbit/s) under ${VIDEOS:-20} keys; r2-sync runs ffprobe on each. Throughput = bytes / wall seconds."
+    meta note04 "The ${VIDEOS:-20} videos are one ${VIDEO_BYTES:-?}-byte 720p x264 file (10 s, noise so it stays at 40 Mbit/s) under ${VIDEOS:-20} keys; r2-sync runs ffprobe on each: the minimal static ffprobe its image ships (FFPROBE_PATH=${MIN_FFPROBE#"$ROOT"/}, built by scripts/build-ffprobe.sh), not Debian's. Throughput = bytes / wall seconds."
     meta note05 "Row 4: r2-sync is killed when \`<ARCHIVE_DIR>/.r2-sync-tmp/<id>.part\` reaches 50 %; rclone when the S3 server's GET /_stats counter reaches 50 % (its multi-thread download writes into a preallocated file, so file size says nothing). Re-downloaded = bytes the server sent over both runs − object size. 50 % of the object is a boundary of r2-sync's 64 MiB checkpoint segments, and the kill lands before that segment's checkpoint: this is r2-sync's worst case (one whole segment, plus bytes in flight)."
     meta note06 "Row 5 (when measured): nginx ($NGINX) with sendfile on (its config is in the serving section), over the same directory as \`r2-sync serve\`; wrk -t2 -c64 -d${WRK_SECS}s with bench/range.lua; r2-sync URLs carry ?token= from \`r2-sync token\`. The file is one r2-sync archived itself (so its ledger answers each request's lookup, as for every file it archives), served by both from the same path, in the page cache (warmed first). Both servers pinned to CPUs ${SERVE_CPUS} (taskset; nginx with one worker per CPU there), the client to CPUs $(client_cpus); ${SERVE_RUNS} runs of each pair, alternating."
     meta note07 "Row 6's S3-server rows are the ceiling every sync row shares: when both tools come close to it, the sync ratios measure the server more than the tools (see the S3 server CPU column)."
     meta note09 "The bucket's objects: $([[ "$S3_ROOT" == /dev/shm/* ]] && echo "in /dev/shm (tmpfs), since R2's storage is not the NAS's disk" || echo "on the archive's disk (/dev/shm had no room)"). Earlier runs' output is moved aside, never deleted, until the end: on ext4 without a journal (this machine's disk) a mass delete makes every file created in the next minute (six while the inode table is dirty) scan past the freed inodes, which charged one tool for the other's clean-up; the fresh filesystem (BENCH_FS) also keeps the work of earlier benchmarks and test runs on the disk from landing on these rows."
     meta note10 "The bash + rclone loop (rows 1 and 3, bench/bash-loop.sh): the service r2-sync replaces, which users run today. Its script is not available; it is rebuilt from the workflow of the original plan (\`Query approved → Download from R2 → Validate (ffprobe) → Move to archive → Create JSON sidecar → Update DB → Delete from R2\`) and its settings (the same DB_*, R2_*, BATCH_SIZE, ARCHIVE_DIR r2-sync reads): one psql SELECT of the approved rows, then per row, one file at a time (the plan has no concurrency setting; SYNC_CONCURRENCY is new with the rewrite): \`rclone copyto\` into a temp file on the archive's filesystem, Debian's full \`/usr/bin/ffprobe\` with r2-sync's arguments (a rejected file is left in the bucket, its row approved; row 3: VALIDATE_MEDIA=false, as for r2-sync), \`mv\` to <yyyy>/<mm>/<id>-<name>, a \`jq\` sidecar (row, size, ffprobe's output), one psql statement updating the row to archived with its media.archived audit row, \`rclone deletefile\`. Nothing fsynced. Timed as one \`bench/bash-loop.sh --once\` pass, on the same rows and re-uploaded objects as r2-sync's runs; after each pass of either, the bench checks every row archived with its audit row, file and sidecar in the archive, object gone from the bucket (bench/verify_archive.py)."
-    meta note11 "CPU-s: GNU time's user + sys of the timed command and every descendant it waited for (r2-sync with its ffprobes; the bash loop with its rclone, ffprobe, psql, jq and mv processes). The S3 server's and PostgreSQL's CPU are outside it (Resources table; the bash loop's psql connects anew for each row, which costs PostgreSQL a backend each). Peak RSS: GNU time's maximum resident set size, the largest single process of the tree, not their sum. CPU-s per GB: that CPU-s over the bytes archived (rclone: copied), 10^9 bytes a GB."
+    meta note11 "CPU-s: GNU time's user + sys of the timed command and every descendant it waited for (r2-sync with its ffprobes; the bash loop with its rclone, ffprobe, psql, jq and mv processes). The S3 server's and PostgreSQL's CPU are outside it (Resources table; the bash loop's psql connects anew for each row, which costs PostgreSQL a backend each). Peak RSS: GNU time's maximum resident set size, the largest single process of the tree, not their sum. CPU-s per GB: that CPU-s over the bytes archived (rclone: copied), 10^9 bytes a GB. Row 6's ffprobe CPU ms per file: one ffprobe run per video in a bash loop (the loop's own fork cost included), Debian's /usr/bin/ffprobe and the minimal build (${MIN_FFPROBE_BUILD:-?}) alternating."
     meta note08 "Everything (S3 server, PostgreSQL, the tool measured, the client) shares the same $(nproc) cores, with other work running on the machine: absolute numbers are noisy; the ratios are the point."
 }
 
@@ -1160,6 +1184,7 @@ main() {
     : >"$META"
     mount_disk
     describe_machine
+    min_ffprobe
 
     start_s3
     create_db
