@@ -2,7 +2,7 @@
 # The bash + rclone service r2-sync replaces, rebuilt for the benchmark (scripts/bench.sh, issue
 # 15) as the baseline users run today. Not r2-sync's code and not used by it.
 #
-# Written from the workflow in the original plan (/work/shared/original-plan.md, "2. Sync
+# Written from the workflow in the original plan (shared/original-plan.md, "2. Sync
 # Workflow (same as bash)"):
 #
 #   Query approved -> Download from R2 -> Validate (ffprobe) -> Move to archive ->
@@ -11,17 +11,20 @@
 # and from its environment (the plan's Config, "same vars as bash"; docs/contract.md section 4):
 # DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD (alias DB_PASS), R2_ENDPOINT, R2_ACCESS_KEY,
 # R2_SECRET_KEY, R2_BUCKET, BATCH_SIZE (10), SYNC_INTERVAL (30m), ARCHIVE_DIR (/media/archive).
-# The bash service's own script (sync-service/scripts/r2-sync.sh in the plan) is not available,
-# so each step is the plain tool call the plan names, per row:
+# The bash service's own script (sync-service/scripts/r2-sync.sh in the plan) is not available.
+# The plan says it depended on rclone ("Depends on rclone") and validated with ffprobe; the
+# other steps use the plain shell tool for each (psql, mv, jq), as issue 15 lays them out. Per
+# row:
 #
 #   psql SELECT          the rows with status 'approved' and deleted_at null, oldest approval
 #                        first, BATCH_SIZE of them (docs/contract.md section 1)
 #   rclone copyto        the object to a temp file under ARCHIVE_DIR/.bash-loop-tmp (the
 #                        archive's filesystem, so the move below is a rename)
-#   ffprobe              Debian's full /usr/bin/ffprobe, as the bash service ran it (the plan:
-#                        "Runtime: alpine + ffmpeg (for ffprobe)"), with r2-sync's arguments; a
-#                        file it rejects is left as the old service left it: temp file removed,
-#                        row still approved, object still in the bucket (tried again next pass)
+#   ffprobe              Debian's full /usr/bin/ffprobe, a distribution's ffmpeg package as the
+#                        bash service ran (issue 15; the plan gives no version), with r2-sync's
+#                        arguments; a file it rejects is left as the old service left it (issue
+#                        15; the plan does not say): temp file removed, row still approved,
+#                        object still in the bucket, so it is tried again next pass
 #   mv                   to ARCHIVE_DIR/<yyyy>/<mm>/<id>-<name> (r2-sync's layout)
 #   jq                   the sidecar <file>.json: the row's fields, the size and ffprobe's output
 #   psql UPDATE+INSERT   the row to archived (storage_location unraid, archive_path, archived_at)
