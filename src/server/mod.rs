@@ -30,7 +30,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use slog::Logger;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -38,12 +37,8 @@ use tokio_util::sync::CancellationToken;
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
-use crate::activity::Activity;
-use crate::config::Config;
-use crate::db::Db;
-use crate::metrics::{HttpRoute, Metrics};
-use crate::state::Ledger;
-use crate::storage::Storage;
+use crate::context::Context;
+use crate::metrics::HttpRoute;
 pub use dashboard::actions::CSRF_HEADER;
 use listener::{Listener, Routes};
 
@@ -85,43 +80,6 @@ impl Default for Limits {
     }
 }
 
-/// What the server needs; the ledger is shared with the sync scheduler when both run.
-pub struct ServerContext {
-    pub config: Arc<Config>,
-    pub ledger: Arc<Ledger>,
-    pub db: Db,
-    pub storage: Storage,
-    pub log: Logger,
-    /// Shared with the sync scheduler when both run; served on the health port.
-    pub metrics: Arc<Metrics>,
-    /// The scheduler's doings, for the dashboard (idle when the server runs alone).
-    pub activity: Arc<Activity>,
-    pub limits: Limits,
-}
-
-impl ServerContext {
-    pub fn new(
-        config: Arc<Config>,
-        ledger: Arc<Ledger>,
-        db: Db,
-        storage: Storage,
-        log: Logger,
-        metrics: Arc<Metrics>,
-        activity: Arc<Activity>,
-    ) -> Self {
-        Self {
-            config,
-            ledger,
-            db,
-            storage,
-            log,
-            metrics,
-            activity,
-            limits: Limits::default(),
-        }
-    }
-}
-
 #[derive(Debug, Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr} ({role}): {source}")]
@@ -133,18 +91,13 @@ pub enum ServerError {
     },
 }
 
-/// State every request handler shares.
+/// State every request handler shares: the process's one [`Context`] (its ledger and metrics
+/// shared with the sync scheduler when both run) and what only the server keeps.
 struct Shared {
-    cfg: Arc<Config>,
-    ledger: Arc<Ledger>,
-    db: Db,
-    storage: Storage,
-    log: Logger,
-    metrics: Arc<Metrics>,
+    ctx: Arc<Context>,
     limits: Limits,
     verifier: auth::Verifier,
     deep: health::DeepCache,
-    activity: Arc<Activity>,
     /// Asked of every POST on the health port (`dashboard::actions`).
     csrf: String,
 }
@@ -171,9 +124,9 @@ impl Running {
 
 /// Binds the file port and the health port, logs `{"msg":"listening","role":..,"addr":..}`
 /// for each, and serves until `shutdown` is cancelled.
-pub async fn serve(ctx: ServerContext, shutdown: CancellationToken) -> Result<Running, ServerError> {
-    let server_cfg = &ctx.config.server;
-    let (ip, port, health_port) = (ctx.limits.bind_ip, server_cfg.port, server_cfg.health_port);
+pub async fn serve(ctx: Arc<Context>, limits: Limits, shutdown: CancellationToken) -> Result<Running, ServerError> {
+    let server_cfg = &ctx.cfg.server;
+    let (ip, port, health_port) = (limits.bind_ip, server_cfg.port, server_cfg.health_port);
     let separate_health = health_port == 0 || health_port != port;
     let files = bind("files", SocketAddr::new(ip, port), server_cfg.max_connections).await?;
     let health = match separate_health {
@@ -181,7 +134,7 @@ pub async fn serve(ctx: ServerContext, shutdown: CancellationToken) -> Result<Ru
             bind(
                 "health",
                 SocketAddr::new(ip, health_port),
-                ctx.limits.health_max_connections,
+                limits.health_max_connections,
             )
             .await?,
         ),
@@ -189,21 +142,15 @@ pub async fn serve(ctx: ServerContext, shutdown: CancellationToken) -> Result<Ru
     };
     let shared = Arc::new(Shared {
         verifier: auth::Verifier::new(server_cfg),
-        cfg: ctx.config.clone(),
-        ledger: ctx.ledger,
-        db: ctx.db,
-        storage: ctx.storage,
-        log: ctx.log,
-        metrics: ctx.metrics,
-        limits: ctx.limits,
+        limits,
         deep: health::DeepCache::default(),
-        activity: ctx.activity,
         csrf: dashboard::actions::new_csrf_token(),
+        ctx,
     });
     let files_addr = local_addr(&files);
     let health_addr = health.as_ref().map_or(files_addr, local_addr);
-    slog::info!(shared.log, "listening"; "role" => "files", "addr" => files_addr.to_string());
-    slog::info!(shared.log, "listening"; "role" => "health", "addr" => health_addr.to_string());
+    slog::info!(shared.ctx.log, "listening"; "role" => "files", "addr" => files_addr.to_string());
+    slog::info!(shared.ctx.log, "listening"; "role" => "health", "addr" => health_addr.to_string());
     let mut tasks = Vec::new();
     // Health details (error texts) only on the health port; the file port faces the tunnel.
     let file_routes = routes(shared.clone(), true, true);

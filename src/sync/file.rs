@@ -119,7 +119,7 @@ impl Syncer {
             warn!(log, "negative media id; skipped");
             return (FileOutcome::Skipped, false);
         };
-        let mut entry = match self.ledger.get(id) {
+        let mut entry = match self.ctx.ledger.get(id) {
             Ok(existing) => self.fresh_or_existing(existing, &row),
             Err(e) => {
                 warn!(log, "ledger unreadable; skipped"; "error" => %e);
@@ -152,7 +152,7 @@ impl Syncer {
         let id = row.id as u64;
         match existing {
             Some(e) if !e.stage().is_terminal() => e,
-            Some(e) if e.stage() == Stage::Shadowed && self.cfg.sync.shadow_dir.is_some() => e,
+            Some(e) if e.stage() == Stage::Shadowed && self.ctx.cfg.sync.shadow_dir.is_some() => e,
             _ => {
                 let mut e = Entry::new(id, row.r2_key.clone());
                 e.content_type = Some(row.content_type.clone());
@@ -170,7 +170,8 @@ impl Syncer {
 
     /// [`Self::save`] for a caller that logs the event itself.
     async fn commit_stage(&self, entry: &mut Entry, stage: Stage) -> Result<(), Trouble> {
-        self.ledger
+        self.ctx
+            .ledger
             .set(entry, stage, Persist::Now)
             .await
             .map_err(|e| Trouble::Transient(e.to_string()))
@@ -232,8 +233,8 @@ impl Syncer {
         if let Some(existing) = entry.temp_path.as_deref().filter(|_| entry.bytes_done > 0) {
             return Ok(PathBuf::from(existing));
         }
-        let dir =
-            archive::temp_dir(self.cfg.target_dir(), self.db.owner()).map_err(|e| Trouble::Transient(e.to_string()))?;
+        let dir = archive::temp_dir(self.ctx.cfg.target_dir(), self.ctx.db.owner())
+            .map_err(|e| Trouble::Transient(e.to_string()))?;
         Ok(dir.join(format!("{}.part", entry.media_id)))
     }
 
@@ -249,7 +250,7 @@ impl Syncer {
             match self.fetch(entry, transfer).await {
                 Err(Trouble::Transient(reason)) => {
                     fruitless = if entry.bytes_done > before { 0 } else { fruitless + 1 };
-                    if fruitless >= IN_PASS_ATTEMPTS || self.storage.is_down() {
+                    if fruitless >= IN_PASS_ATTEMPTS || self.ctx.storage.is_down() {
                         return Err(Trouble::Transient(reason));
                     }
                     let pause = Duration::from_millis(250 << fruitless).mul_f64(rand::random_range(0.8..1.2));
@@ -280,9 +281,9 @@ impl Syncer {
         let small = entry.bytes_done == 0 && size_hint.is_some_and(|size| size <= WHOLE_IN_ONE_GET);
         let (answer, first_share) = if small {
             let share = transfers.small().await;
-            (self.storage.get_start(&key, WHOLE_IN_ONE_GET).await, Some(share))
+            (self.ctx.storage.get_start(&key, WHOLE_IN_ONE_GET).await, Some(share))
         } else {
-            (self.storage.head(&key).await.map(|o| (o, Bytes::new())), None)
+            (self.ctx.storage.head(&key).await.map(|o| (o, Bytes::new())), None)
         };
         let (object, prefix) = match answer {
             Ok(answer) => answer,
@@ -307,7 +308,7 @@ impl Syncer {
         self.store_later(entry, Stage::Downloading, log).await;
         crate::fault::point("after_head");
         let snapshot = entry.clone();
-        let ledger = &self.ledger;
+        let ledger = &self.ctx.ledger;
         // Bytes the ledger holds as durable; what the next attempt may resume from.
         let durable = &std::sync::atomic::AtomicU64::new(entry.bytes_done);
         let checkpoint = move |bytes: u64| -> download::CheckpointFuture<'_> {
@@ -326,10 +327,11 @@ impl Syncer {
         let written = Arc::new(std::sync::atomic::AtomicU64::new(entry.bytes_done));
         let name = entry.original_filename.clone().unwrap_or_else(|| entry.r2_key.clone());
         let _shown = self
+            .ctx
             .activity
             .transfer(entry.media_id, name, object.size, Arc::clone(&written));
         let request = download::Request {
-            storage: &self.storage,
+            storage: &self.ctx.storage,
             flush: &self.flush,
             transfers,
             key: &key,
@@ -343,7 +345,7 @@ impl Syncer {
             written,
         };
         let result = {
-            let _in_flight = self.metrics.transfer();
+            let _in_flight = self.ctx.metrics.transfer();
             download::run(request, &checkpoint).await
         };
         entry.bytes_done = durable.load(std::sync::atomic::Ordering::Relaxed);
@@ -354,7 +356,8 @@ impl Syncer {
                 info!(log, "downloaded"; "stage" => "downloaded", "bytes" => object.size, "fetched" => done.fetched,
                     "elapsed_ms" => started.elapsed().as_millis() as u64);
                 let download = if done.whole {
-                    self.ledger
+                    self.ctx
+                        .ledger
                         .set(entry, Stage::Downloaded, Persist::WithNext)
                         .await
                         .map_err(|e| Trouble::Transient(e.to_string()))?;
@@ -421,9 +424,9 @@ impl Syncer {
         shutdown: &CancellationToken,
         log: &Logger,
     ) -> Result<(), Trouble> {
-        let shadow = self.cfg.sync.shadow_dir.is_some();
+        let shadow = self.ctx.cfg.sync.shadow_dir.is_some();
         if !shadow {
-            if let Ok(current) = self.db.row(row.id).await {
+            if let Ok(current) = self.ctx.db.row(row.id).await {
                 match current {
                     Some(r) if r.is_claimable() => {}
                     Some(r) => return Err(Trouble::Abandon(format!("row is now {:?}", r.status))),
@@ -431,7 +434,7 @@ impl Syncer {
                 }
             }
         }
-        let root = self.cfg.target_dir().to_path_buf();
+        let root = self.ctx.cfg.target_dir().to_path_buf();
         // The download is still the temp file, or already at its archive path: renamed there
         // before a crash that came before the next ledger write (which, for a download the
         // ledger never recorded, leaves the temp file of the new download beside it).
@@ -495,7 +498,7 @@ impl Syncer {
         let stage = if shadow { Stage::Shadowed } else { Stage::Archived };
         self.commit_stage(entry, stage).await?;
         info!(log, "archived"; "stage" => stage.as_str(), "archive_path" => &rel, "bytes" => size);
-        self.metrics.file_synced(entry.size.unwrap_or(entry.bytes_done));
+        self.ctx.metrics.file_synced(entry.size.unwrap_or(entry.bytes_done));
         crate::fault::point("after_archived");
         Ok(())
     }
@@ -513,7 +516,7 @@ impl Syncer {
         sidecar: Vec<u8>,
         log: &Logger,
     ) -> Result<(), Trouble> {
-        let root = self.cfg.target_dir().to_path_buf();
+        let root = self.ctx.cfg.target_dir().to_path_buf();
         let rel = match entry.archive_path.as_ref().map(PathBuf::from) {
             Some(rel) => rel,
             None => {
@@ -557,7 +560,7 @@ impl Syncer {
         if !archive::is_contained(Path::new(rel)) {
             return None;
         }
-        let file = self.cfg.target_dir().join(rel);
+        let file = self.ctx.cfg.target_dir().join(rel);
         let checked = file.clone();
         let matches = tokio::task::spawn_blocking(move || archive::file_matches(&checked, size, &sha256)).await;
         matches.unwrap_or(false).then_some(file)
@@ -566,7 +569,7 @@ impl Syncer {
     /// The path to reserve for this row's file, relative to the archive's root: free, or
     /// holding what may be this media's own unrecorded copy (see [`Download::Unrecorded`]).
     fn archive_path_for(&self, row: &MediaRow) -> Result<PathBuf, Trouble> {
-        archive::reusable_name(self.cfg.target_dir(), &self.preferred_path(row), row.id).map_err(archive_trouble)
+        archive::reusable_name(self.ctx.cfg.target_dir(), &self.preferred_path(row), row.id).map_err(archive_trouble)
     }
 
     /// Where this row's file goes when nothing is in the way.
@@ -580,10 +583,10 @@ impl Syncer {
     }
 
     async fn validate(&self, file: &Path) -> Result<Option<ProbeSummary>, probe::ProbeError> {
-        if !self.cfg.sync.validate_media {
+        if !self.ctx.cfg.sync.validate_media {
             return Ok(None);
         }
-        probe::probe(&self.cfg.sync.ffprobe_path, file, self.cfg.sync.ffprobe_timeout)
+        probe::probe(&self.ctx.cfg.sync.ffprobe_path, file, self.ctx.cfg.sync.ffprobe_timeout)
             .await
             .map(Some)
     }
@@ -614,7 +617,7 @@ impl Syncer {
                 entry.attempts += 1;
                 entry.retry_after = now_secs() + backoff_secs(entry.attempts);
                 entry.error = Some(reason.clone());
-                if let Err(e) = self.ledger.save(entry, Persist::Now).await {
+                if let Err(e) = self.ctx.ledger.save(entry, Persist::Now).await {
                     // Unrecorded, the backoff starts over from the entry's last stored state.
                     warn!(log, "ledger write failed"; "stage" => entry.stage().as_str(), "error" => %e);
                 }
@@ -623,12 +626,12 @@ impl Syncer {
                 FileOutcome::Deferred
             }
             Trouble::Permanent(label, reason) => {
-                self.metrics.file_failed(label);
+                self.ctx.metrics.file_failed(label);
                 self.remove_temp(entry, log);
                 entry.error = Some(reason);
                 // Shadow mode writes nothing to PostgreSQL, so it owes it nothing either: the
                 // verdict is kept for the operator, and a normal run will judge the file anew.
-                let stage = if self.cfg.sync.shadow_dir.is_some() {
+                let stage = if self.ctx.cfg.sync.shadow_dir.is_some() {
                     Stage::Shadowed
                 } else {
                     Stage::FailPending

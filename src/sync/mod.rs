@@ -19,13 +19,9 @@ use serde::Serialize;
 use slog::{info, warn, Logger};
 use tokio_util::sync::CancellationToken;
 
-use crate::activity::{Activity, PassRecord};
-use crate::config::Config;
-use crate::db::Db;
+use crate::activity::PassRecord;
+use crate::context::Context;
 use crate::flush::Flusher;
-use crate::metrics::Metrics;
-use crate::state::Ledger;
-use crate::storage::Storage;
 
 /// How long a claim keeps other instances away; renewed while the pass runs.
 pub const LEASE: Duration = Duration::from_secs(60 * 60);
@@ -36,19 +32,15 @@ const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5 * 60);
 /// delete) busy with large batches instead of one small batch per file.
 const FILES_IN_FLIGHT: usize = 128;
 
-/// Everything a pass needs.
+/// Everything a pass needs: the process's one [`Context`] and what only the syncer keeps.
 #[derive(Clone)]
 pub struct Syncer {
-    pub cfg: Arc<Config>,
-    pub db: Db,
-    pub storage: Storage,
-    pub ledger: Arc<Ledger>,
+    /// Settings, ledger, database, bucket, metrics, and the activity the dashboard shows.
+    pub ctx: Arc<Context>,
+    /// The context's logger, with `role: sync`.
     pub log: Logger,
-    pub metrics: Arc<Metrics>,
     /// Durability of the archive's files, shared by the files in flight.
     pub flush: Arc<Flusher>,
-    /// What the dashboard shows of the pass in progress.
-    pub activity: Arc<Activity>,
 }
 
 /// How one file's turn in a pass ended.
@@ -126,25 +118,35 @@ fn record(report: &PassReport, started_at: u64, took: Duration, bytes: u64) -> O
 }
 
 impl Syncer {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self {
+            log: ctx.log.new(slog::o!("role" => "sync")),
+            flush: Arc::new(Flusher::new(ctx.cfg.target_dir(), ctx.cfg.sync.archive_syncfs)),
+            ctx,
+        }
+    }
+
     /// One pass: settle what earlier passes owe, then claim and process a batch.
     pub async fn pass(&self, shutdown: &CancellationToken) -> PassReport {
         let started = Instant::now();
-        let (started_at, bytes_before) = (crate::state::entry::now_secs(), self.metrics.bytes_synced());
-        self.activity.pass_started();
+        let (started_at, bytes_before) = (crate::state::entry::now_secs(), self.ctx.metrics.bytes_synced());
+        self.ctx.activity.pass_started();
         let report = self.run_pass(shutdown).await;
         // The last stages of the last files may still be queued: a pass ends with its ledger
         // on disk, so that what it reports and what the ledger says agree.
-        if let Err(e) = self.ledger.flush().await {
+        if let Err(e) = self.ctx.ledger.flush().await {
             warn!(self.log, "ledger write failed"; "error" => %e);
         }
-        self.metrics
+        self.ctx
+            .metrics
             .pass_finished(started.elapsed().as_secs_f64(), report.all_succeeded());
-        let ledger = self.ledger.clone();
+        let ledger = self.ctx.ledger.clone();
         if let Ok(Ok(counts)) = tokio::task::spawn_blocking(move || ledger.counts()).await {
-            self.metrics.observe_ledger(&counts);
+            self.ctx.metrics.observe_ledger(&counts);
         }
-        let bytes = self.metrics.bytes_synced() - bytes_before;
-        self.activity
+        let bytes = self.ctx.metrics.bytes_synced() - bytes_before;
+        self.ctx
+            .activity
             .pass_finished(record(&report, started_at, started.elapsed(), bytes));
         report
     }
@@ -152,17 +154,17 @@ impl Syncer {
     async fn run_pass(&self, shutdown: &CancellationToken) -> PassReport {
         let started = Instant::now();
         let mut report = PassReport::default();
-        if self.cfg.sync.dry_run {
+        if self.ctx.cfg.sync.dry_run {
             self.dry_run().await;
             return report;
         }
-        self.storage.reset_breaker();
-        if self.cfg.sync.shadow_dir.is_none() {
+        self.ctx.storage.reset_breaker();
+        if self.ctx.cfg.sync.shadow_dir.is_none() {
             report.settled = self.settle_owed().await;
         }
-        let mut claimed = self.db.claim(self.cfg.sync.batch_size, LEASE).await;
-        if claimed.is_err() && self.db.ensure_lease_table().await.is_ok() {
-            claimed = self.db.claim(self.cfg.sync.batch_size, LEASE).await;
+        let mut claimed = self.ctx.db.claim(self.ctx.cfg.sync.batch_size, LEASE).await;
+        if claimed.is_err() && self.ctx.db.ensure_lease_table().await.is_ok() {
+            claimed = self.ctx.db.claim(self.ctx.cfg.sync.batch_size, LEASE).await;
         }
         let rows = match claimed {
             Ok(rows) => rows,
@@ -173,7 +175,7 @@ impl Syncer {
             }
         };
         report.claimed = rows.len();
-        self.activity.claimed(rows.len());
+        self.ctx.activity.claimed(rows.len());
         if !rows.is_empty() {
             crate::fault::point("after_claim");
         }
@@ -183,9 +185,10 @@ impl Syncer {
         // SYNC_CONCURRENCY bounds the transfers; the rest of a file's way (fsyncs, ffprobe,
         // PostgreSQL, the delete) is mostly waiting, so more files may be at those stages at
         // once. Small files would otherwise queue behind each other's fsyncs.
-        let transfers = Arc::new(transfers::Transfers::new(self.cfg.sync.concurrency));
+        let transfers = Arc::new(transfers::Transfers::new(self.ctx.cfg.sync.concurrency));
         let in_flight = FILES_IN_FLIGHT.max(
-            self.cfg
+            self.ctx
+                .cfg
                 .sync
                 .concurrency
                 .saturating_mul(transfers::SMALL_PER_SLOT as usize),
@@ -197,7 +200,7 @@ impl Syncer {
             .map(|row| {
                 let (this, shutdown, transfers) = (Arc::clone(&this), shutdown.clone(), Arc::clone(&transfers));
                 let this_log = self.log.clone();
-                let activity = Arc::clone(&self.activity);
+                let activity = Arc::clone(&self.ctx.activity);
                 let id = row.id;
                 async move {
                     let task = tokio::spawn(async move { this.process(row, &shutdown, &transfers).await });
@@ -223,7 +226,7 @@ impl Syncer {
             report.add(outcome);
         }
         report.elapsed_ms = started.elapsed().as_millis() as u64;
-        if self.storage.is_down() {
+        if self.ctx.storage.is_down() {
             warn!(self.log, "bucket unreachable: this pass stopped sending requests after {} without an answer; \
                 the files it did not reach wait for the next pass", crate::storage::TRIP_AFTER;
                 "deferred" => report.deferred, "error" => "no answer from the bucket");
@@ -238,7 +241,7 @@ impl Syncer {
     /// Keeps this pass's claims from expiring. A renewal that fails is logged: should
     /// PostgreSQL stay away past the lease, another instance could claim rows in flight.
     fn renew_leases(&self, ids: Vec<i64>) -> tokio::task::JoinHandle<()> {
-        let (db, log) = (self.db.clone(), self.log.clone());
+        let (db, log) = (self.ctx.db.clone(), self.log.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(LEASE_RENEW_EVERY).await;
@@ -253,7 +256,7 @@ impl Syncer {
     /// Gives up the claims on rows that are finished. A release that fails only delays other
     /// instances until the lease runs out.
     pub(super) async fn release(&self, finished: &[i64]) {
-        if let Err(e) = self.db.release(finished).await {
+        if let Err(e) = self.ctx.db.release(finished).await {
             warn!(self.log, "lease release failed; the claims expire on their own"; "error" => %e,
                 "claimed" => finished.len());
         }
@@ -261,7 +264,7 @@ impl Syncer {
 
     /// `DRY_RUN`: read what a pass would take and say so; change nothing anywhere.
     async fn dry_run(&self) {
-        match self.db.claimable(self.cfg.sync.batch_size).await {
+        match self.ctx.db.claimable(self.ctx.cfg.sync.batch_size).await {
             Ok(rows) => {
                 for row in rows {
                     if let Err(e) = &row.object_key {

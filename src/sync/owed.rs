@@ -23,7 +23,7 @@ impl Syncer {
     }
 
     async fn store(&self, entry: &mut Entry, stage: Stage, log: &Logger) {
-        stored(self.ledger.set(entry, stage, Persist::Now).await, stage, log);
+        stored(self.ctx.ledger.set(entry, stage, Persist::Now).await, stage, log);
     }
 
     /// [`Self::store`] without waiting for the disk, for the stages whose loss in a crash is
@@ -32,7 +32,7 @@ impl Syncer {
     /// the delete, which then run again and find their work done). Saves every file two waits
     /// for a ledger fsync.
     pub(super) async fn store_later(&self, entry: &mut Entry, stage: Stage, log: &Logger) {
-        stored(self.ledger.set(entry, stage, Persist::Soon).await, stage, log);
+        stored(self.ctx.ledger.set(entry, stage, Persist::Soon).await, stage, log);
     }
 
     /// Archived → Recorded (or Abandoned). False when PostgreSQL could not be reached or
@@ -40,6 +40,7 @@ impl Syncer {
     pub(super) async fn record(&self, entry: &mut Entry, log: &Logger) -> bool {
         let path = entry.archive_path.clone().unwrap_or_default();
         match self
+            .ctx
             .db
             .record_archived(entry.media_id as i64, &path, &Self::details(entry))
             .await
@@ -50,7 +51,7 @@ impl Syncer {
                 // Not written: the delete follows at once and writes Done, or this stage if it
                 // fails. A crash before that finds Archived and records again, which finds
                 // the record applied.
-                if let Err(e) = self.ledger.set(entry, Stage::Recorded, Persist::WithNext).await {
+                if let Err(e) = self.ctx.ledger.set(entry, Stage::Recorded, Persist::WithNext).await {
                     warn!(log, "ledger refused the move"; "stage" => "archived", "error" => %e);
                     return false;
                 }
@@ -85,7 +86,7 @@ impl Syncer {
                 return true;
             }
         };
-        match self.storage.delete(&key).await {
+        match self.ctx.storage.delete(&key).await {
             Ok(()) => {
                 crate::fault::point("after_delete");
                 entry.error = None;
@@ -95,7 +96,7 @@ impl Syncer {
             Err(e) => {
                 warn!(log, "delete owed: bucket delete failed"; "stage" => "recorded", "error" => %e);
                 entry.error = Some(e.to_string());
-                stored(self.ledger.save(entry, Persist::Now).await, entry.stage(), log);
+                stored(self.ctx.ledger.save(entry, Persist::Now).await, entry.stage(), log);
                 false
             }
         }
@@ -105,7 +106,7 @@ impl Syncer {
     pub(super) async fn record_failure(&self, entry: &mut Entry, log: &Logger) -> bool {
         let reason = entry.error.clone().unwrap_or_default();
         let details = json!({ "reason": reason, "r2_key": entry.r2_key, "r2_sync_version": env!("CARGO_PKG_VERSION") });
-        match self.db.record_failed(entry.media_id as i64, &details).await {
+        match self.ctx.db.record_failed(entry.media_id as i64, &details).await {
             Ok(Outcome::Applied | Outcome::AlreadyApplied) => {
                 crate::fault::point("after_fail_record");
                 warn!(log, "file failed; object kept in the bucket"; "stage" => "failed", "error" => reason);
@@ -125,7 +126,7 @@ impl Syncer {
 
     /// Applies every write the ledger says is owed. Returns how many entries moved on.
     pub async fn settle_owed(&self) -> usize {
-        let entries = match self.ledger.active() {
+        let entries = match self.ctx.ledger.active() {
             Ok(all) => all,
             Err(e) => {
                 warn!(self.log, "ledger unreadable; nothing settled"; "error" => %e);
@@ -155,7 +156,7 @@ impl Syncer {
         }
         self.release(&finished).await;
         // What it settled is on disk before it says so (the last stages are queued).
-        if let Err(e) = self.ledger.flush().await {
+        if let Err(e) = self.ctx.ledger.flush().await {
             warn!(self.log, "ledger write failed"; "error" => %e);
         }
         settled

@@ -19,7 +19,7 @@ pub struct Reconciled {
 
 impl Syncer {
     pub async fn reconcile(&self) -> Reconciled {
-        if self.cfg.sync.dry_run {
+        if self.ctx.cfg.sync.dry_run {
             info!(
                 self.log,
                 "dry run: start-up reconciliation skipped (it would change the ledger and temp files)"
@@ -30,7 +30,7 @@ impl Syncer {
             abandoned: self.abandon_unclaimable().await,
             ..Reconciled::default()
         };
-        let entries = match self.ledger.active() {
+        let entries = match self.ctx.ledger.active() {
             Ok(entries) => entries,
             Err(e) => {
                 // Without the ledger no temp file can be told from an orphan: touch none.
@@ -44,7 +44,7 @@ impl Syncer {
             .filter(|e| matches!(e.stage(), Stage::Claimed | Stage::Downloading | Stage::Downloaded))
             .filter_map(|e| e.temp_path.as_ref().map(PathBuf::from))
             .collect();
-        for orphan in orphan_temp_files(self.cfg.target_dir(), self.db.owner(), &live) {
+        for orphan in orphan_temp_files(self.ctx.cfg.target_dir(), self.ctx.db.owner(), &live) {
             if std::fs::remove_file(&orphan).is_ok() {
                 info!(self.log, "reconcile: removed orphan temp file"; "path" => orphan.display().to_string());
                 done.orphans_removed += 1;
@@ -60,7 +60,7 @@ impl Syncer {
                 info!(self.log, "reconcile: partial download shorter than recorded; restarting it";
                     "media_id" => entry.media_id, "bytes" => entry.bytes_done);
                 entry.bytes_done = 0;
-                match self.ledger.save(&mut entry, Persist::Now).await {
+                match self.ctx.ledger.save(&mut entry, Persist::Now).await {
                     Ok(()) => done.partials_reset += 1,
                     Err(e) => warn!(self.log, "ledger write failed"; "media_id" => entry.media_id,
                         "stage" => "downloading", "error" => %e),
@@ -70,7 +70,7 @@ impl Syncer {
                     "media_id" => entry.media_id, "bytes" => entry.bytes_done);
             }
         }
-        if self.cfg.sync.shadow_dir.is_none() {
+        if self.ctx.cfg.sync.shadow_dir.is_none() {
             done.owed_settled = self.settle_owed().await;
         }
         info!(self.log, "reconcile finished"; "abandoned" => done.abandoned, "orphans_removed" => done.orphans_removed,
@@ -84,10 +84,10 @@ impl Syncer {
     /// running (rejected, deleted): no pass will claim them again, so end them here and drop
     /// their temp files. Skipped while PostgreSQL cannot be asked, and in shadow mode.
     async fn abandon_unclaimable(&self) -> usize {
-        if self.cfg.sync.shadow_dir.is_some() {
+        if self.ctx.cfg.sync.shadow_dir.is_some() {
             return 0;
         }
-        let pending = match self.ledger.active() {
+        let pending = match self.ctx.ledger.active() {
             Ok(entries) => entries,
             Err(e) => {
                 warn!(self.log, "reconcile: ledger unreadable; nothing abandoned"; "error" => %e);
@@ -99,7 +99,7 @@ impl Syncer {
             .filter(|e| matches!(e.stage(), Stage::Claimed | Stage::Downloading | Stage::Downloaded));
         let mut abandoned = 0;
         for mut entry in pending {
-            let reason = match self.db.row(entry.media_id as i64).await {
+            let reason = match self.ctx.db.row(entry.media_id as i64).await {
                 Ok(Some(row)) if row.is_claimable() => continue,
                 Ok(Some(row)) => format!("row is now {:?}", row.status),
                 Ok(None) => "row was deleted".to_owned(),
@@ -111,7 +111,7 @@ impl Syncer {
             info!(self.log, "reconcile: row no longer approved; abandoned"; "media_id" => entry.media_id,
                 "stage" => "abandoned", "error" => &reason);
             entry.error = Some(format!("{reason}; object left in the bucket"));
-            match self.ledger.set(&mut entry, Stage::Abandoned, Persist::Now).await {
+            match self.ctx.ledger.set(&mut entry, Stage::Abandoned, Persist::Now).await {
                 Ok(()) => abandoned += 1,
                 Err(e) => warn!(self.log, "ledger write failed"; "media_id" => entry.media_id,
                     "stage" => "abandoned", "error" => %e),
