@@ -25,6 +25,7 @@ mod fuzz_tests;
 mod scrape;
 mod sendfile;
 
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use warp::reply::{Reply, Response};
-use warp::Filter;
+use warp::{Filter, Rejection};
 
 use crate::context::Context;
 use crate::metrics::HttpRoute;
@@ -189,17 +190,29 @@ fn local_addr(l: &Listener) -> SocketAddr {
 /// `/health`, `/health/deep`, then either the files or (`/metrics` and) a 404. `public`:
 /// faces the tunnel. Each answer carries its [`HttpRoute`] for the request counters.
 fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
-    let with_shared = {
-        let shared = shared.clone();
-        warp::any().map(move || shared.clone())
+    let health = health_routes(shared.clone(), public);
+    // Metrics never face the tunnel: on the file port `/metrics` is just a path.
+    let rest = match serve_files {
+        true => file_routes(shared),
+        false => health_port_routes(shared),
     };
+    health.or(rest).unify().boxed()
+}
+
+/// The handlers' shared state, to each request.
+fn with_shared(shared: Arc<Shared>) -> impl Filter<Extract = (Arc<Shared>,), Error = Infallible> + Clone {
+    warp::any().map(move || shared.clone())
+}
+
+/// `/health`, and `/health/deep` with its error texts only where not `public`.
+fn health_routes(shared: Arc<Shared>, public: bool) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let shallow = warp::path!("health")
         .and(warp::method())
         .map(|m: Method| only_get(&m).unwrap_or_else(health::shallow))
         .map(tag(HttpRoute::Health));
     let deep = warp::path!("health" / "deep")
         .and(warp::method())
-        .and(with_shared.clone())
+        .and(with_shared(shared))
         .then(move |m: Method, shared: Arc<Shared>| async move {
             match only_get(&m) {
                 Some(refused) => refused,
@@ -207,70 +220,71 @@ fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
             }
         })
         .map(tag(HttpRoute::HealthDeep));
-    let health = shallow.or(deep).unify();
-    let rest = if serve_files {
-        let query = warp::query::raw().or(warp::any().map(String::new)).unify();
-        warp::method()
-            .and(warp::path::full())
-            .and(query)
-            .and(warp::header::headers_cloned())
-            .and(warp::ext::optional::<sendfile::Regions>())
-            .and(with_shared)
-            .and_then(|m, path, query, headers, regions, shared| {
-                files::handle(shared, m, path, query, headers, regions)
-            })
-            .map(tag(HttpRoute::File))
-            .boxed()
-    } else {
-        // Metrics never face the tunnel: on the file port `/metrics` is just a path.
-        let metrics = warp::path!("metrics")
-            .and(warp::method())
-            .and(with_shared.clone())
-            .then(|m: Method, shared: Arc<Shared>| async move {
-                match only_get(&m) {
-                    Some(refused) => refused,
-                    None => scrape::metrics(&shared).await,
+    shallow.or(deep).unify()
+}
+
+/// Every other path on the file port: a file (or why not).
+fn file_routes(shared: Arc<Shared>) -> Routes {
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    warp::method()
+        .and(warp::path::full())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<sendfile::Regions>())
+        .and(with_shared(shared))
+        .and_then(|m, path, query, headers, regions, shared| files::handle(shared, m, path, query, headers, regions))
+        .map(tag(HttpRoute::File))
+        .boxed()
+}
+
+/// The rest of the health port: `/metrics`, `/status`, `/adopt`, the dashboard, else a 404.
+fn health_port_routes(shared: Arc<Shared>) -> Routes {
+    let metrics = warp::path!("metrics")
+        .and(warp::method())
+        .and(with_shared(shared.clone()))
+        .then(|m: Method, shared: Arc<Shared>| async move {
+            match only_get(&m) {
+                Some(refused) => refused,
+                None => scrape::metrics(&shared).await,
+            }
+        })
+        .map(tag(HttpRoute::Metrics));
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    let status = warp::path!("status")
+        .and(warp::method())
+        .and(query)
+        .and(with_shared(shared.clone()))
+        .then(|m: Method, query: String, shared: Arc<Shared>| async move {
+            match only_get(&m) {
+                Some(refused) => refused,
+                None => scrape::status(&shared, &query).await,
+            }
+        })
+        .map(tag(HttpRoute::Status));
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    let adopt = warp::path!("adopt")
+        .and(warp::method())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(with_shared(shared.clone()))
+        .then(
+            |m: Method, query: String, headers: http::HeaderMap, shared: Arc<Shared>| async move {
+                match m {
+                    Method::POST => match dashboard::actions::refused(&shared, &headers) {
+                        None => scrape::adopt(&shared, &query).await,
+                        Some(refusal) => refusal,
+                    },
+                    _ => method_not_allowed(),
                 }
-            })
-            .map(tag(HttpRoute::Metrics));
-        let query = warp::query::raw().or(warp::any().map(String::new)).unify();
-        let status = warp::path!("status")
-            .and(warp::method())
-            .and(query)
-            .and(with_shared.clone())
-            .then(|m: Method, query: String, shared: Arc<Shared>| async move {
-                match only_get(&m) {
-                    Some(refused) => refused,
-                    None => scrape::status(&shared, &query).await,
-                }
-            })
-            .map(tag(HttpRoute::Status));
-        let query = warp::query::raw().or(warp::any().map(String::new)).unify();
-        let adopt = warp::path!("adopt")
-            .and(warp::method())
-            .and(query)
-            .and(warp::header::headers_cloned())
-            .and(with_shared)
-            .then(
-                |m: Method, query: String, headers: http::HeaderMap, shared: Arc<Shared>| async move {
-                    match m {
-                        Method::POST => match dashboard::actions::refused(&shared, &headers) {
-                            None => scrape::adopt(&shared, &query).await,
-                            Some(refusal) => refusal,
-                        },
-                        _ => method_not_allowed(),
-                    }
-                },
-            )
-            .map(tag(HttpRoute::Adopt));
-        let dashboard = dashboard::routes(shared.clone()).map(tag(HttpRoute::Dashboard));
-        let metrics = metrics.or(status).unify().or(adopt).unify().or(dashboard).unify();
-        let unknown = warp::any()
-            .map(|| json(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "not found" })))
-            .map(tag(HttpRoute::Other));
-        metrics.or(unknown).unify().boxed()
-    };
-    health.or(rest).unify().boxed()
+            },
+        )
+        .map(tag(HttpRoute::Adopt));
+    let dashboard = dashboard::routes(shared).map(tag(HttpRoute::Dashboard));
+    let metrics = metrics.or(status).unify().or(adopt).unify().or(dashboard).unify();
+    let unknown = warp::any()
+        .map(|| json(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "not found" })))
+        .map(tag(HttpRoute::Other));
+    metrics.or(unknown).unify().boxed()
 }
 
 /// Marks a response with the route that produced it.
