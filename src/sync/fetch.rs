@@ -17,9 +17,9 @@ use super::ledger_write;
 use super::place::archive_path_for;
 use super::transfers::Transfers;
 use super::trouble::{object_gone, object_key, Trouble};
+use super::turn::Turn;
 use super::Syncer;
 use crate::archive;
-use crate::db::MediaRow;
 use crate::metrics::FailReason;
 use crate::state::{Entry, Persist, Stage};
 use crate::storage::{ObjectInfo, ObjectKey, StorageError};
@@ -63,14 +63,14 @@ struct Start<'a> {
 }
 
 /// Claimed/Downloading → Downloaded, with the archive path reserved first.
-pub(super) async fn fetch(
-    s: &Syncer,
-    row: &MediaRow,
-    entry: &mut Entry,
-    shutdown: &CancellationToken,
-    transfers: &Transfers,
-    log: &Logger,
-) -> Result<Download, Trouble> {
+pub(super) async fn fetch(turn: Turn<'_>, entry: &mut Entry) -> Result<Download, Trouble> {
+    let Turn {
+        s,
+        row,
+        shutdown,
+        transfers,
+        log,
+    } = turn;
     if entry.archive_path.is_none() {
         // Chosen now so that the ledger write saying "downloaded" also reserves it.
         let rel = archive_path_for(s, row)?;

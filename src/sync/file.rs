@@ -15,6 +15,7 @@ use super::owed;
 use super::place::place;
 use super::transfers::Transfers;
 use super::trouble::{backoff_secs, Trouble};
+use super::turn::Turn;
 use super::{FileOutcome, Syncer};
 use crate::db::MediaRow;
 use crate::metrics::FailReason;
@@ -42,15 +43,22 @@ pub(super) async fn process(
     if entry.retry_after > now_secs() {
         return (FileOutcome::Skipped, false);
     }
+    let turn = Turn {
+        s,
+        row: &row,
+        shutdown,
+        transfers,
+        log: &log,
+    };
     let mut started = match (&row.object_key, entry.stage()) {
         // Before any request: a key that names no object fails the row, bucket untouched.
         (Err(e), Stage::Claimed) => Err(Trouble::Permanent(FailReason::Key, e.to_string())),
-        _ => advance(s, &row, &mut entry, shutdown, transfers, &log).await,
+        _ => advance(turn, &mut entry).await,
     };
     if let Err(Trouble::Refetch(why)) = &started {
         // Nothing is wrong with the object: no back-off for our own loss.
         info!(log, "downloaded file lost; fetching it again now"; "stage" => entry.stage().as_str(), "error" => why);
-        started = advance(s, &row, &mut entry, shutdown, transfers, &log).await;
+        started = advance(turn, &mut entry).await;
     }
     let outcome = match started {
         Ok(outcome) => outcome,
@@ -60,14 +68,8 @@ pub(super) async fn process(
 }
 
 /// Takes the file's next steps until one ends its turn.
-async fn advance(
-    s: &Syncer,
-    row: &MediaRow,
-    entry: &mut Entry,
-    shutdown: &CancellationToken,
-    transfers: &Transfers,
-    log: &Logger,
-) -> Result<FileOutcome, Trouble> {
+async fn advance(turn: Turn<'_>, entry: &mut Entry) -> Result<FileOutcome, Trouble> {
+    let Turn { s, log, .. } = turn;
     let mut download = Download::Recorded;
     let mut last = None;
     loop {
@@ -79,9 +81,9 @@ async fn advance(
         }
         last = Some(step);
         match step {
-            Step::Fetch => download = fetch(s, row, entry, shutdown, transfers, log).await?,
+            Step::Fetch => download = fetch(turn, entry).await?,
             Step::Place => {
-                let placed = place(s, row, entry, download, shutdown, log).await;
+                let placed = place(turn, entry, download).await;
                 if placed.is_err() && download == Download::Unrecorded {
                     // Neither in the ledger nor surely on disk: a later attempt fetches it again.
                     entry.restart_download();

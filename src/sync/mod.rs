@@ -22,6 +22,7 @@ pub mod schedule;
 pub mod sidecar;
 pub mod transfers;
 mod trouble;
+mod turn;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -11,6 +11,7 @@ use super::ledger_write;
 use super::next::{self, Found};
 use super::sidecar::{Facts, Sidecar};
 use super::trouble::{archive_trouble, Trouble};
+use super::turn::Turn;
 use super::Syncer;
 use crate::archive;
 use crate::db::MediaRow;
@@ -18,14 +19,10 @@ use crate::probe::{self, ProbeSummary};
 use crate::state::{Entry, Stage};
 
 /// Downloaded → Archived (or Shadowed): check the row, validate, place, write the sidecar.
-pub(super) async fn place(
-    s: &Syncer,
-    row: &MediaRow,
-    entry: &mut Entry,
-    download: Download,
-    shutdown: &CancellationToken,
-    log: &Logger,
-) -> Result<(), Trouble> {
+pub(super) async fn place(turn: Turn<'_>, entry: &mut Entry, download: Download) -> Result<(), Trouble> {
+    let Turn {
+        s, row, shutdown, log, ..
+    } = turn;
     let shadow = s.ctx.cfg.sync.shadow_dir.is_some();
     if !shadow {
         still_approved(s, row).await?;
