@@ -1,14 +1,16 @@
 //! The parts every long-running command shares, built once from the settings: the ledger,
-//! the backend's database, the bucket, one set of metrics and the scheduler's activity. The
-//! file server and the syncer each take theirs from a [`Context`].
+//! the backend's database, the bucket, one set of metrics, the scheduler's activity and the
+//! logger. The file server and the syncer share one [`Context`].
+
+use std::sync::Arc;
 
 use slog::Logger;
 
+use crate::activity::Activity;
 use crate::check;
 use crate::config::Config;
 use crate::db::Db;
 use crate::metrics::Metrics;
-use crate::server;
 use crate::state::Ledger;
 use crate::storage::Storage;
 
@@ -59,20 +61,23 @@ fn open_ledger(cfg: &Config) -> Result<Ledger, String> {
     Ledger::open(&path).map_err(|e| e.to_string())
 }
 
-/// The shared parts every long-running command needs, built once.
+/// The shared parts every long-running command needs, built once. The file server and the
+/// syncer each hold this one context; what they add is their own.
 pub struct Context {
-    pub cfg: std::sync::Arc<Config>,
-    pub ledger: std::sync::Arc<Ledger>,
+    pub cfg: Arc<Config>,
+    pub ledger: Arc<Ledger>,
     pub db: Db,
     pub storage: Storage,
     /// One set of metrics for the scheduler and the server.
-    pub metrics: std::sync::Arc<Metrics>,
+    pub metrics: Arc<Metrics>,
     /// What the scheduler is doing, for the dashboard.
-    pub activity: std::sync::Arc<crate::activity::Activity>,
+    pub activity: Arc<Activity>,
+    /// The process's logger; the syncer adds its role to it.
+    pub log: Logger,
 }
 
 impl Context {
-    pub fn open(cfg: Config) -> Result<Self, String> {
+    pub fn open(cfg: Config, log: Logger) -> Result<Self, String> {
         if !cfg.sync.dry_run {
             check::prepare_target_dir(cfg.target_dir())?;
         }
@@ -80,40 +85,13 @@ impl Context {
         let db = Db::new(&cfg.db, instance_name(&cfg)).map_err(|e| e.to_string())?;
         let storage = Storage::new(&cfg.r2).map_err(|e| e.to_string())?;
         Ok(Self {
-            cfg: std::sync::Arc::new(cfg),
-            ledger: std::sync::Arc::new(ledger),
+            cfg: Arc::new(cfg),
+            ledger: Arc::new(ledger),
             db,
             storage,
-            metrics: std::sync::Arc::new(Metrics::new()),
-            activity: std::sync::Arc::default(),
+            metrics: Arc::new(Metrics::new()),
+            activity: Arc::default(),
+            log,
         })
-    }
-
-    pub fn server_context(&self, log: &Logger) -> server::ServerContext {
-        server::ServerContext::new(
-            self.cfg.clone(),
-            self.ledger.clone(),
-            self.db.clone(),
-            self.storage.clone(),
-            log.clone(),
-            self.metrics.clone(),
-            self.activity.clone(),
-        )
-    }
-
-    pub fn syncer(&self, log: &Logger) -> crate::sync::Syncer {
-        crate::sync::Syncer {
-            cfg: self.cfg.clone(),
-            db: self.db.clone(),
-            storage: self.storage.clone(),
-            ledger: self.ledger.clone(),
-            log: log.new(slog::o!("role" => "sync")),
-            metrics: self.metrics.clone(),
-            activity: self.activity.clone(),
-            flush: std::sync::Arc::new(crate::flush::Flusher::new(
-                self.cfg.target_dir(),
-                self.cfg.sync.archive_syncfs,
-            )),
-        }
     }
 }

@@ -22,7 +22,7 @@ pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 const PASS_BUCKETS: [f64; 10] = [0.1, 1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0];
 
 /// Why a file failed permanently, as a label: given where the failure is decided, by the
-/// error's type (see `sync::file::Trouble`), never read back from its text.
+/// error's type (see `sync::trouble::Trouble`), never read back from its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailReason {
     /// ffprobe rejected the file or ran past FFPROBE_TIMEOUT.
@@ -168,72 +168,81 @@ impl Metrics {
             bytes_served: Counter::default(),
             file_bodies: Family::default(),
         };
-        // Every reason and stage from the start: a series that appears only with its first
-        // increment defeats `increase()` in alert rules.
+        m.create_every_label();
+        m.register_all();
+        m
+    }
+
+    /// Every reason and stage from the start: a series that appears only with its first
+    /// increment defeats `increase()` in alert rules.
+    fn create_every_label(&mut self) {
         for reason in FailReason::ALL {
-            drop(m.files_failed.get_or_create(&ReasonLabel { reason }));
+            drop(self.files_failed.get_or_create(&ReasonLabel { reason }));
         }
         for path in BodyPath::ALL {
-            drop(m.file_bodies.get_or_create(&BodyPathLabel { path }));
+            drop(self.file_bodies.get_or_create(&BodyPathLabel { path }));
         }
         for stage in Stage::ALL {
-            drop(m.ledger_entries.get_or_create(&StageLabel { stage: stage.as_str() }));
+            drop(self.ledger_entries.get_or_create(&StageLabel { stage: stage.as_str() }));
         }
-        let r = &mut m.registry;
+    }
+
+    /// Each metric under its name and help text, in the order they are rendered.
+    fn register_all(&mut self) {
+        let r = &mut self.registry;
         r.register(
             "files_synced",
             "Files archived (verified, validated, durable on disk)",
-            m.files_synced.clone(),
+            self.files_synced.clone(),
         );
         r.register(
             "bytes_synced",
             "Size in bytes of the files counted in files_synced",
-            m.bytes_synced.clone(),
+            self.bytes_synced.clone(),
         );
         r.register(
             "files_failed",
             "Files failed permanently (object kept in R2), by reason",
-            m.files_failed.clone(),
+            self.files_failed.clone(),
         );
         r.register(
             "transfers_in_flight",
             "Downloads from R2 running now",
-            m.transfers_in_flight.clone(),
+            self.transfers_in_flight.clone(),
         );
         r.register_with_unit(
             "pass_duration",
             "Duration of sync passes",
             Unit::Seconds,
-            m.pass_duration.clone(),
+            self.pass_duration.clone(),
         );
         r.register_with_unit(
             "last_successful_pass_timestamp",
             "Unix time of the end of the last pass in which every claimed file succeeded (0: none since start)",
             Unit::Seconds,
-            m.last_successful_pass.clone(),
+            self.last_successful_pass.clone(),
         );
         r.register(
             "owed_db_writes",
             "Ledger entries owing PostgreSQL a write (stages archived and fail_pending)",
-            m.owed_db_writes.clone(),
+            self.owed_db_writes.clone(),
         );
-        r.register("ledger_entries", "Ledger entries by stage", m.ledger_entries.clone());
+        r.register("ledger_entries", "Ledger entries by stage", self.ledger_entries.clone());
         r.register(
             "http_requests",
             "HTTP requests answered, by route and status",
-            m.http_requests.clone(),
+            self.http_requests.clone(),
         );
         r.register(
             "bytes_served",
             "Body bytes of file downloads (200 and 206 answers) sent to clients",
-            m.bytes_served.clone(),
+            self.bytes_served.clone(),
         );
         r.register(
             "file_bodies",
             "File bodies (200 and 206 answers to GET) started, by path: sendfile (page cache to socket) or buffered (read into memory)",
-            m.file_bodies.clone(),
+            self.file_bodies.clone(),
         );
-        m
     }
 
     /// A file reached the archive (or the shadow directory).

@@ -10,6 +10,7 @@ mod sync;
 mod token;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use slog::Logger;
 
@@ -68,8 +69,8 @@ pub(crate) async fn within_grace<F: std::future::Future>(
 pub(crate) async fn start(
     cfg: Config,
     log: &Logger,
-) -> Result<(Context, crate::shutdown::CancellationToken), ExitCode> {
-    let parts = Context::open(cfg).map_err(|e| {
+) -> Result<(Arc<Context>, crate::shutdown::CancellationToken), ExitCode> {
+    let parts = Context::open(cfg, log.clone()).map_err(|e| {
         slog::error!(log, "cannot start"; "error" => e);
         ExitCode::FAILURE
     })?;
@@ -84,5 +85,5 @@ pub(crate) async fn start(
         slog::error!(log, "cannot install signal handlers"; "error" => %e);
         ExitCode::FAILURE
     })?;
-    Ok((parts, shutdown))
+    Ok((Arc::new(parts), shutdown))
 }

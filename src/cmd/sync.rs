@@ -1,10 +1,12 @@
 //! `r2-sync sync`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use slog::Logger;
 
 use crate::config::Config;
+use crate::sync::Syncer;
 
 /// `r2-sync sync`: the scheduler alone, or one pass with `--once`.
 pub(super) async fn sync(cfg: Config, log: Logger, once: bool) -> ExitCode {
@@ -12,7 +14,7 @@ pub(super) async fn sync(cfg: Config, log: Logger, once: bool) -> ExitCode {
         Ok(started) => started,
         Err(code) => return code,
     };
-    let syncer = parts.syncer(&log);
+    let syncer = Syncer::new(Arc::clone(&parts));
     let grace = parts.cfg.server.shutdown_grace;
     if !once {
         let _ = super::within_grace(

@@ -91,7 +91,7 @@ pub(super) async fn handle(
             match &e {
                 FileError::Unauthorized(why) => info.denied = Some(why.reason()),
                 FileError::Unavailable(why) | FileError::Internal(why) => {
-                    slog::warn!(shared.log, "download failed"; "path" => path.as_str(), "error" => why.as_str());
+                    slog::warn!(shared.ctx.log, "download failed"; "path" => path.as_str(), "error" => why.as_str());
                 }
                 _ => {}
             }
@@ -124,7 +124,7 @@ async fn serve(
         Ok(found) => found,
         Err(e) if is_absent(&e) => {
             // The ledger says archived, the disk disagrees (or holds a symlink): say so.
-            slog::warn!(shared.log, "archived file missing or not a plain file";
+            slog::warn!(shared.ctx.log, "archived file missing or not a plain file";
                 "media_id" => grant.media_id, "path" => rel, "error" => e.to_string());
             return Err(FileError::NotFound);
         }
@@ -141,7 +141,7 @@ async fn serve(
     let body = BodySource {
         chunk_size: shared.limits.chunk_size,
         regions,
-        metrics: &shared.metrics,
+        metrics: &shared.ctx.metrics,
     };
     Ok(respond(*method == Method::HEAD, req, target, body))
 }
@@ -153,7 +153,11 @@ type Opened = std::io::Result<(File, u64, SystemTime)>;
 /// open go together; PostgreSQL is asked only about paths the ledger has never heard of.
 async fn find_and_open(shared: &Shared, rel: &str, media_id: u64) -> Result<(Archived, Opened), FileError> {
     let blocking = |e: tokio::task::JoinError| FileError::Internal(e.to_string());
-    let (ledger, root, path) = (shared.ledger.clone(), shared.cfg.archive_dir.clone(), rel.to_owned());
+    let (ledger, root, path) = (
+        shared.ctx.ledger.clone(),
+        shared.ctx.cfg.archive_dir.clone(),
+        rel.to_owned(),
+    );
     let (known, opened) = tokio::task::spawn_blocking(move || {
         let known = lookup::from_ledger(&ledger, &path)?;
         let mine = matches!(&known, Some(Some(a)) if a.media_id == media_id);
@@ -166,12 +170,12 @@ async fn find_and_open(shared: &Shared, rel: &str, media_id: u64) -> Result<(Arc
         (Some(Some(archived)), Some(opened)) => Ok((archived, opened)),
         (Some(_), _) => Err(FileError::NotFound),
         (None, _) => {
-            let archived = lookup::from_db(&shared.db, rel)
+            let archived = lookup::from_db(&shared.ctx.db, rel)
                 .await
                 .map_err(|e| FileError::Unavailable(e.to_string()))?
                 .filter(|a| a.media_id == media_id)
                 .ok_or(FileError::NotFound)?;
-            let (root, path) = (shared.cfg.archive_dir.clone(), rel.to_owned());
+            let (root, path) = (shared.ctx.cfg.archive_dir.clone(), rel.to_owned());
             let opened = tokio::task::spawn_blocking(move || open(&root, &path))
                 .await
                 .map_err(blocking)?;

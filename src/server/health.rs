@@ -47,10 +47,10 @@ pub async fn deep_results(shared: &Shared, max_age: Duration) -> Arc<Vec<CheckRe
 
 async fn run_checks(shared: &Shared) -> Vec<CheckResult> {
     let (pg, bucket, archive, ledger) = tokio::join!(
-        check::postgres(&shared.db),
-        check::bucket(&shared.storage),
-        check::directory("archive", &shared.cfg.archive_dir),
-        check::ledger(shared.ledger.clone()),
+        check::postgres(&shared.ctx.db),
+        check::bucket(&shared.ctx.storage),
+        check::directory("archive", &shared.ctx.cfg.archive_dir),
+        check::ledger(shared.ctx.ledger.clone()),
     );
     vec![pg, bucket, archive, ledger]
 }

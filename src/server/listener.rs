@@ -54,7 +54,7 @@ pub(super) async fn run(listener: Listener, routes: Routes, shared: Arc<Shared>,
             accepted = listener.tcp.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    slog::warn!(shared.log, "accept failed"; "role" => listener.role, "error" => e.to_string());
+                    slog::warn!(shared.ctx.log, "accept failed"; "role" => listener.role, "error" => e.to_string());
                     // Out of descriptors or memory does not clear at once: do not spin on it.
                     if is_exhaustion(&e) {
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -70,15 +70,15 @@ pub(super) async fn run(listener: Listener, routes: Routes, shared: Arc<Shared>,
         conns.spawn(conn);
     }
     drop(listener.tcp);
-    let grace = shared.cfg.server.shutdown_grace;
+    let grace = shared.ctx.cfg.server.shutdown_grace;
     let open = conns.len();
     let drained = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        slog::warn!(shared.log, "shutdown grace over, closing connections still open";
+        slog::warn!(shared.ctx.log, "shutdown grace over, closing connections still open";
             "role" => listener.role, "open" => conns.len(), "grace_s" => grace.as_secs());
         conns.shutdown().await;
     }
-    slog::info!(shared.log, "stopped"; "role" => listener.role, "open_at_shutdown" => open);
+    slog::info!(shared.ctx.log, "stopped"; "role" => listener.role, "open_at_shutdown" => open);
 }
 
 fn is_exhaustion(e: &std::io::Error) -> bool {
@@ -107,8 +107,8 @@ async fn connection(
         activity: activity.clone(),
         regions: regions.clone().unwrap_or_default(),
     });
-    let log = shared.log.clone();
-    let metrics = shared.metrics.clone();
+    let log = shared.ctx.log.clone();
+    let metrics = shared.ctx.metrics.clone();
     let svc = warp::service(routes);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let mut svc = svc.clone();
@@ -145,12 +145,12 @@ async fn connection(
         tokio::select! {
             done = conn.as_mut() => {
                 if let Err(e) = done {
-                    slog::debug!(shared.log, "connection ended with an error"; "error" => e.to_string());
+                    slog::debug!(shared.ctx.log, "connection ended with an error"; "error" => e.to_string());
                 }
                 break;
             }
             () = &mut idle => {
-                slog::debug!(shared.log, "connection idle too long, closed"; "idle_s" => limits.idle_timeout.as_secs());
+                slog::debug!(shared.ctx.log, "connection idle too long, closed"; "idle_s" => limits.idle_timeout.as_secs());
                 break;
             }
             // Finish the response in flight (if any), then close; an idle connection closes now.

@@ -25,25 +25,21 @@ mod fuzz_tests;
 mod scrape;
 mod sendfile;
 
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use slog::Logger;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use warp::reply::{Reply, Response};
-use warp::Filter;
+use warp::{Filter, Rejection};
 
-use crate::activity::Activity;
-use crate::config::Config;
-use crate::db::Db;
-use crate::metrics::{HttpRoute, Metrics};
-use crate::state::Ledger;
-use crate::storage::Storage;
+use crate::context::Context;
+use crate::metrics::HttpRoute;
 pub use dashboard::actions::CSRF_HEADER;
 use listener::{Listener, Routes};
 
@@ -85,43 +81,6 @@ impl Default for Limits {
     }
 }
 
-/// What the server needs; the ledger is shared with the sync scheduler when both run.
-pub struct ServerContext {
-    pub config: Arc<Config>,
-    pub ledger: Arc<Ledger>,
-    pub db: Db,
-    pub storage: Storage,
-    pub log: Logger,
-    /// Shared with the sync scheduler when both run; served on the health port.
-    pub metrics: Arc<Metrics>,
-    /// The scheduler's doings, for the dashboard (idle when the server runs alone).
-    pub activity: Arc<Activity>,
-    pub limits: Limits,
-}
-
-impl ServerContext {
-    pub fn new(
-        config: Arc<Config>,
-        ledger: Arc<Ledger>,
-        db: Db,
-        storage: Storage,
-        log: Logger,
-        metrics: Arc<Metrics>,
-        activity: Arc<Activity>,
-    ) -> Self {
-        Self {
-            config,
-            ledger,
-            db,
-            storage,
-            log,
-            metrics,
-            activity,
-            limits: Limits::default(),
-        }
-    }
-}
-
 #[derive(Debug, Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr} ({role}): {source}")]
@@ -133,18 +92,13 @@ pub enum ServerError {
     },
 }
 
-/// State every request handler shares.
+/// State every request handler shares: the process's one [`Context`] (its ledger and metrics
+/// shared with the sync scheduler when both run) and what only the server keeps.
 struct Shared {
-    cfg: Arc<Config>,
-    ledger: Arc<Ledger>,
-    db: Db,
-    storage: Storage,
-    log: Logger,
-    metrics: Arc<Metrics>,
+    ctx: Arc<Context>,
     limits: Limits,
     verifier: auth::Verifier,
     deep: health::DeepCache,
-    activity: Arc<Activity>,
     /// Asked of every POST on the health port (`dashboard::actions`).
     csrf: String,
 }
@@ -171,9 +125,9 @@ impl Running {
 
 /// Binds the file port and the health port, logs `{"msg":"listening","role":..,"addr":..}`
 /// for each, and serves until `shutdown` is cancelled.
-pub async fn serve(ctx: ServerContext, shutdown: CancellationToken) -> Result<Running, ServerError> {
-    let server_cfg = &ctx.config.server;
-    let (ip, port, health_port) = (ctx.limits.bind_ip, server_cfg.port, server_cfg.health_port);
+pub async fn serve(ctx: Arc<Context>, limits: Limits, shutdown: CancellationToken) -> Result<Running, ServerError> {
+    let server_cfg = &ctx.cfg.server;
+    let (ip, port, health_port) = (limits.bind_ip, server_cfg.port, server_cfg.health_port);
     let separate_health = health_port == 0 || health_port != port;
     let files = bind("files", SocketAddr::new(ip, port), server_cfg.max_connections).await?;
     let health = match separate_health {
@@ -181,7 +135,7 @@ pub async fn serve(ctx: ServerContext, shutdown: CancellationToken) -> Result<Ru
             bind(
                 "health",
                 SocketAddr::new(ip, health_port),
-                ctx.limits.health_max_connections,
+                limits.health_max_connections,
             )
             .await?,
         ),
@@ -189,21 +143,15 @@ pub async fn serve(ctx: ServerContext, shutdown: CancellationToken) -> Result<Ru
     };
     let shared = Arc::new(Shared {
         verifier: auth::Verifier::new(server_cfg),
-        cfg: ctx.config.clone(),
-        ledger: ctx.ledger,
-        db: ctx.db,
-        storage: ctx.storage,
-        log: ctx.log,
-        metrics: ctx.metrics,
-        limits: ctx.limits,
+        limits,
         deep: health::DeepCache::default(),
-        activity: ctx.activity,
         csrf: dashboard::actions::new_csrf_token(),
+        ctx,
     });
     let files_addr = local_addr(&files);
     let health_addr = health.as_ref().map_or(files_addr, local_addr);
-    slog::info!(shared.log, "listening"; "role" => "files", "addr" => files_addr.to_string());
-    slog::info!(shared.log, "listening"; "role" => "health", "addr" => health_addr.to_string());
+    slog::info!(shared.ctx.log, "listening"; "role" => "files", "addr" => files_addr.to_string());
+    slog::info!(shared.ctx.log, "listening"; "role" => "health", "addr" => health_addr.to_string());
     let mut tasks = Vec::new();
     // Health details (error texts) only on the health port; the file port faces the tunnel.
     let file_routes = routes(shared.clone(), true, true);
@@ -242,17 +190,29 @@ fn local_addr(l: &Listener) -> SocketAddr {
 /// `/health`, `/health/deep`, then either the files or (`/metrics` and) a 404. `public`:
 /// faces the tunnel. Each answer carries its [`HttpRoute`] for the request counters.
 fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
-    let with_shared = {
-        let shared = shared.clone();
-        warp::any().map(move || shared.clone())
+    let health = health_routes(shared.clone(), public);
+    // Metrics never face the tunnel: on the file port `/metrics` is just a path.
+    let rest = match serve_files {
+        true => file_routes(shared),
+        false => health_port_routes(shared),
     };
+    health.or(rest).unify().boxed()
+}
+
+/// The handlers' shared state, to each request.
+fn with_shared(shared: Arc<Shared>) -> impl Filter<Extract = (Arc<Shared>,), Error = Infallible> + Clone {
+    warp::any().map(move || shared.clone())
+}
+
+/// `/health`, and `/health/deep` with its error texts only where not `public`.
+fn health_routes(shared: Arc<Shared>, public: bool) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let shallow = warp::path!("health")
         .and(warp::method())
         .map(|m: Method| only_get(&m).unwrap_or_else(health::shallow))
         .map(tag(HttpRoute::Health));
     let deep = warp::path!("health" / "deep")
         .and(warp::method())
-        .and(with_shared.clone())
+        .and(with_shared(shared))
         .then(move |m: Method, shared: Arc<Shared>| async move {
             match only_get(&m) {
                 Some(refused) => refused,
@@ -260,70 +220,71 @@ fn routes(shared: Arc<Shared>, serve_files: bool, public: bool) -> Routes {
             }
         })
         .map(tag(HttpRoute::HealthDeep));
-    let health = shallow.or(deep).unify();
-    let rest = if serve_files {
-        let query = warp::query::raw().or(warp::any().map(String::new)).unify();
-        warp::method()
-            .and(warp::path::full())
-            .and(query)
-            .and(warp::header::headers_cloned())
-            .and(warp::ext::optional::<sendfile::Regions>())
-            .and(with_shared)
-            .and_then(|m, path, query, headers, regions, shared| {
-                files::handle(shared, m, path, query, headers, regions)
-            })
-            .map(tag(HttpRoute::File))
-            .boxed()
-    } else {
-        // Metrics never face the tunnel: on the file port `/metrics` is just a path.
-        let metrics = warp::path!("metrics")
-            .and(warp::method())
-            .and(with_shared.clone())
-            .then(|m: Method, shared: Arc<Shared>| async move {
-                match only_get(&m) {
-                    Some(refused) => refused,
-                    None => scrape::metrics(&shared).await,
+    shallow.or(deep).unify()
+}
+
+/// Every other path on the file port: a file (or why not).
+fn file_routes(shared: Arc<Shared>) -> Routes {
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    warp::method()
+        .and(warp::path::full())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<sendfile::Regions>())
+        .and(with_shared(shared))
+        .and_then(|m, path, query, headers, regions, shared| files::handle(shared, m, path, query, headers, regions))
+        .map(tag(HttpRoute::File))
+        .boxed()
+}
+
+/// The rest of the health port: `/metrics`, `/status`, `/adopt`, the dashboard, else a 404.
+fn health_port_routes(shared: Arc<Shared>) -> Routes {
+    let metrics = warp::path!("metrics")
+        .and(warp::method())
+        .and(with_shared(shared.clone()))
+        .then(|m: Method, shared: Arc<Shared>| async move {
+            match only_get(&m) {
+                Some(refused) => refused,
+                None => scrape::metrics(&shared).await,
+            }
+        })
+        .map(tag(HttpRoute::Metrics));
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    let status = warp::path!("status")
+        .and(warp::method())
+        .and(query)
+        .and(with_shared(shared.clone()))
+        .then(|m: Method, query: String, shared: Arc<Shared>| async move {
+            match only_get(&m) {
+                Some(refused) => refused,
+                None => scrape::status(&shared, &query).await,
+            }
+        })
+        .map(tag(HttpRoute::Status));
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    let adopt = warp::path!("adopt")
+        .and(warp::method())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(with_shared(shared.clone()))
+        .then(
+            |m: Method, query: String, headers: http::HeaderMap, shared: Arc<Shared>| async move {
+                match m {
+                    Method::POST => match dashboard::actions::refused(&shared, &headers) {
+                        None => scrape::adopt(&shared, &query).await,
+                        Some(refusal) => refusal,
+                    },
+                    _ => method_not_allowed(),
                 }
-            })
-            .map(tag(HttpRoute::Metrics));
-        let query = warp::query::raw().or(warp::any().map(String::new)).unify();
-        let status = warp::path!("status")
-            .and(warp::method())
-            .and(query)
-            .and(with_shared.clone())
-            .then(|m: Method, query: String, shared: Arc<Shared>| async move {
-                match only_get(&m) {
-                    Some(refused) => refused,
-                    None => scrape::status(&shared, &query).await,
-                }
-            })
-            .map(tag(HttpRoute::Status));
-        let query = warp::query::raw().or(warp::any().map(String::new)).unify();
-        let adopt = warp::path!("adopt")
-            .and(warp::method())
-            .and(query)
-            .and(warp::header::headers_cloned())
-            .and(with_shared)
-            .then(
-                |m: Method, query: String, headers: http::HeaderMap, shared: Arc<Shared>| async move {
-                    match m {
-                        Method::POST => match dashboard::actions::refused(&shared, &headers) {
-                            None => scrape::adopt(&shared, &query).await,
-                            Some(refusal) => refusal,
-                        },
-                        _ => method_not_allowed(),
-                    }
-                },
-            )
-            .map(tag(HttpRoute::Adopt));
-        let dashboard = dashboard::routes(shared.clone()).map(tag(HttpRoute::Dashboard));
-        let metrics = metrics.or(status).unify().or(adopt).unify().or(dashboard).unify();
-        let unknown = warp::any()
-            .map(|| json(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "not found" })))
-            .map(tag(HttpRoute::Other));
-        metrics.or(unknown).unify().boxed()
-    };
-    health.or(rest).unify().boxed()
+            },
+        )
+        .map(tag(HttpRoute::Adopt));
+    let dashboard = dashboard::routes(shared).map(tag(HttpRoute::Dashboard));
+    let metrics = metrics.or(status).unify().or(adopt).unify().or(dashboard).unify();
+    let unknown = warp::any()
+        .map(|| json(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "not found" })))
+        .map(tag(HttpRoute::Other));
+    metrics.or(unknown).unify().boxed()
 }
 
 /// Marks a response with the route that produced it.

@@ -12,14 +12,14 @@ use super::Shared;
 use crate::{metrics, status};
 
 pub async fn metrics(shared: &Shared) -> Response {
-    let ledger = shared.ledger.clone();
+    let ledger = shared.ctx.ledger.clone();
     match tokio::task::spawn_blocking(move || ledger.counts()).await {
-        Ok(Ok(counts)) => shared.metrics.observe_ledger(&counts),
+        Ok(Ok(counts)) => shared.ctx.metrics.observe_ledger(&counts),
         // The gauges keep their last values; the rest is still worth answering.
-        Ok(Err(e)) => slog::warn!(shared.log, "metrics: ledger unreadable"; "error" => %e),
-        Err(e) => slog::warn!(shared.log, "metrics: ledger read failed"; "error" => %e),
+        Ok(Err(e)) => slog::warn!(shared.ctx.log, "metrics: ledger unreadable"; "error" => %e),
+        Err(e) => slog::warn!(shared.ctx.log, "metrics: ledger read failed"; "error" => %e),
     }
-    let mut resp = shared.metrics.render().into_response();
+    let mut resp = shared.ctx.metrics.render().into_response();
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE));
     resp
@@ -33,7 +33,7 @@ pub async fn status(shared: &Shared, query: &str) -> Response {
         Ok(filters) => filters,
         Err(e) => return super::json(http::StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e })),
     };
-    let ledger = shared.ledger.clone();
+    let ledger = shared.ctx.ledger.clone();
     if !filters.lists() {
         return match tokio::task::spawn_blocking(move || status::summary(&ledger)).await {
             Ok(Ok(summary)) => warp::reply::json(&summary).into_response(),
@@ -42,7 +42,7 @@ pub async fn status(shared: &Shared, query: &str) -> Response {
         };
     }
     let (lines, body) = tokio::sync::mpsc::channel::<Bytes>(64);
-    let log = shared.log.clone();
+    let log = shared.ctx.log.clone();
     tokio::task::spawn_blocking(move || {
         let scanned = ledger.scan(&filters.query(), |found| {
             let line = match found {
@@ -79,10 +79,10 @@ pub async fn adopt(shared: &Shared, query: &str) -> Response {
     };
     let (lines, body) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
     let (cfg, db, ledger, log) = (
-        shared.cfg.clone(),
-        shared.db.clone(),
-        shared.ledger.clone(),
-        shared.log.clone(),
+        shared.ctx.cfg.clone(),
+        shared.ctx.db.clone(),
+        shared.ctx.ledger.clone(),
+        shared.ctx.log.clone(),
     );
     tokio::spawn(async move {
         let send = |value: serde_json::Value| {

@@ -1,31 +1,42 @@
 //! The sync pipeline: claim → download → verify → validate → archive (+ sidecar) → record in
 //! PostgreSQL → delete from R2 → done, every stage recorded in the ledger first (a small
-//! object fetched whole skips `downloaded`: see `file::Download`).
+//! object fetched whole skips `downloaded`: see `fetch::Download`).
+//!
+//! A pass ([`Syncer::pass`], here) claims rows and gives each to `file::process`, which
+//! follows one file from its claim to its delete: `next` decides its next step from its
+//! ledger entry, `fetch` (with `download`) brings its bytes, `place` puts them in the
+//! archive, `owed` records them in PostgreSQL and deletes the object. `reconcile` runs once
+//! at start-up.
 
 pub mod download;
+mod fetch;
 mod file;
 mod hashing;
+mod ledger_write;
+mod next;
 mod owed;
+mod place;
 pub mod reconcile;
+mod report;
 pub mod schedule;
 pub mod sidecar;
 pub mod transfers;
+mod trouble;
+mod turn;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde::Serialize;
 use slog::{info, warn, Logger};
 use tokio_util::sync::CancellationToken;
 
-use crate::activity::{Activity, PassRecord};
-use crate::config::Config;
-use crate::db::Db;
+use crate::context::Context;
+use crate::db::{DbError, MediaRow};
 use crate::flush::Flusher;
-use crate::metrics::Metrics;
-use crate::state::Ledger;
-use crate::storage::Storage;
+use reconcile::Reconciled;
+pub use report::{FileOutcome, PassReport};
+use transfers::Transfers;
 
 /// How long a claim keeps other instances away; renewed while the pass runs.
 pub const LEASE: Duration = Duration::from_secs(60 * 60);
@@ -36,135 +47,73 @@ const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5 * 60);
 /// delete) busy with large batches instead of one small batch per file.
 const FILES_IN_FLIGHT: usize = 128;
 
-/// Everything a pass needs.
+/// Everything a pass needs: the process's one [`Context`] and what only the syncer keeps.
 #[derive(Clone)]
 pub struct Syncer {
-    pub cfg: Arc<Config>,
-    pub db: Db,
-    pub storage: Storage,
-    pub ledger: Arc<Ledger>,
+    /// Settings, ledger, database, bucket, metrics, and the activity the dashboard shows.
+    pub ctx: Arc<Context>,
+    /// The context's logger, with `role: sync`.
     pub log: Logger,
-    pub metrics: Arc<Metrics>,
     /// Durability of the archive's files, shared by the files in flight.
     pub flush: Arc<Flusher>,
-    /// What the dashboard shows of the pass in progress.
-    pub activity: Arc<Activity>,
-}
-
-/// How one file's turn in a pass ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileOutcome {
-    /// Archived, recorded and deleted from the bucket (or archived into the shadow dir).
-    Archived,
-    /// Archived and recorded; the bucket delete is owed and retried later.
-    ArchivedDeleteOwed,
-    /// Archived on disk; the database record is owed (PostgreSQL unreachable).
-    ArchivedRecordOwed,
-    /// Permanently failed (bad media, object gone…); the object stays in the bucket.
-    Failed,
-    /// The row stopped being approved; nothing archived is claimed, the object stays.
-    Abandoned,
-    /// A transient problem; retried on a later pass with backoff.
-    Deferred,
-    /// Not attempted this pass (backoff not over, shutdown).
-    Skipped,
-}
-
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct PassReport {
-    pub claimed: usize,
-    pub archived: usize,
-    pub owed: usize,
-    pub failed: usize,
-    pub abandoned: usize,
-    pub deferred: usize,
-    pub skipped: usize,
-    pub settled: usize,
-    pub elapsed_ms: u64,
-}
-
-impl PassReport {
-    fn add(&mut self, outcome: FileOutcome) {
-        match outcome {
-            FileOutcome::Archived => self.archived += 1,
-            FileOutcome::ArchivedDeleteOwed | FileOutcome::ArchivedRecordOwed => self.owed += 1,
-            FileOutcome::Failed => self.failed += 1,
-            FileOutcome::Abandoned => self.abandoned += 1,
-            FileOutcome::Deferred => self.deferred += 1,
-            FileOutcome::Skipped => self.skipped += 1,
-        }
-    }
-
-    /// Every claimed file reached a final, successful state.
-    pub fn all_succeeded(&self) -> bool {
-        self.failed == 0 && self.deferred == 0 && self.owed == 0 && self.skipped == 0
-    }
-}
-
-/// A pass as the dashboard's history lists it; None for a quiet one (nothing claimed,
-/// settled or gone wrong), which would only crowd out the passes that did something.
-fn record(report: &PassReport, started_at: u64, took: Duration, bytes: u64) -> Option<PassRecord> {
-    let ok = report.all_succeeded();
-    if ok && report.claimed == 0 && report.settled == 0 {
-        return None;
-    }
-    let outcome = match (ok, report.claimed) {
-        (true, _) => "ok",
-        // A pass that could not claim counts itself deferred with nothing claimed.
-        (false, 0) => "skipped",
-        (false, _) => "partial",
-    };
-    Some(PassRecord {
-        started_at,
-        duration_ms: took.as_millis() as u64,
-        claimed: report.claimed,
-        archived: report.archived + report.owed,
-        failed: report.failed,
-        bytes,
-        outcome,
-    })
 }
 
 impl Syncer {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self {
+            log: ctx.log.new(slog::o!("role" => "sync")),
+            flush: Arc::new(Flusher::new(ctx.cfg.target_dir(), ctx.cfg.sync.archive_syncfs)),
+            ctx,
+        }
+    }
+
+    /// Start-up reconciliation (module [`reconcile`]), before the first pass.
+    pub async fn reconcile(&self) -> Reconciled {
+        reconcile::reconcile(self).await
+    }
+
+    /// Applies every write the ledger says is owed. Returns how many entries moved on.
+    pub async fn settle_owed(&self) -> usize {
+        owed::settle(self).await
+    }
+
     /// One pass: settle what earlier passes owe, then claim and process a batch.
     pub async fn pass(&self, shutdown: &CancellationToken) -> PassReport {
         let started = Instant::now();
-        let (started_at, bytes_before) = (crate::state::entry::now_secs(), self.metrics.bytes_synced());
-        self.activity.pass_started();
+        let (started_at, bytes_before) = (crate::state::entry::now_secs(), self.ctx.metrics.bytes_synced());
+        self.ctx.activity.pass_started();
         let report = self.run_pass(shutdown).await;
         // The last stages of the last files may still be queued: a pass ends with its ledger
         // on disk, so that what it reports and what the ledger says agree.
-        if let Err(e) = self.ledger.flush().await {
+        if let Err(e) = self.ctx.ledger.flush().await {
             warn!(self.log, "ledger write failed"; "error" => %e);
         }
-        self.metrics
+        self.ctx
+            .metrics
             .pass_finished(started.elapsed().as_secs_f64(), report.all_succeeded());
-        let ledger = self.ledger.clone();
+        let ledger = self.ctx.ledger.clone();
         if let Ok(Ok(counts)) = tokio::task::spawn_blocking(move || ledger.counts()).await {
-            self.metrics.observe_ledger(&counts);
+            self.ctx.metrics.observe_ledger(&counts);
         }
-        let bytes = self.metrics.bytes_synced() - bytes_before;
-        self.activity
-            .pass_finished(record(&report, started_at, started.elapsed(), bytes));
+        let bytes = self.ctx.metrics.bytes_synced() - bytes_before;
+        self.ctx
+            .activity
+            .pass_finished(report::pass_record(&report, started_at, started.elapsed(), bytes));
         report
     }
 
     async fn run_pass(&self, shutdown: &CancellationToken) -> PassReport {
         let started = Instant::now();
         let mut report = PassReport::default();
-        if self.cfg.sync.dry_run {
+        if self.ctx.cfg.sync.dry_run {
             self.dry_run().await;
             return report;
         }
-        self.storage.reset_breaker();
-        if self.cfg.sync.shadow_dir.is_none() {
+        self.ctx.storage.reset_breaker();
+        if self.ctx.cfg.sync.shadow_dir.is_none() {
             report.settled = self.settle_owed().await;
         }
-        let mut claimed = self.db.claim(self.cfg.sync.batch_size, LEASE).await;
-        if claimed.is_err() && self.db.ensure_lease_table().await.is_ok() {
-            claimed = self.db.claim(self.cfg.sync.batch_size, LEASE).await;
-        }
-        let rows = match claimed {
+        let rows = match self.claim().await {
             Ok(rows) => rows,
             Err(e) => {
                 warn!(self.log, "cannot claim rows; pass skipped"; "error" => %e);
@@ -173,45 +122,13 @@ impl Syncer {
             }
         };
         report.claimed = rows.len();
-        self.activity.claimed(rows.len());
+        self.ctx.activity.claimed(rows.len());
         if !rows.is_empty() {
             crate::fault::point("after_claim");
         }
         info!(self.log, "pass started"; "claimed" => rows.len());
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let renew = self.renew_leases(ids);
-        // SYNC_CONCURRENCY bounds the transfers; the rest of a file's way (fsyncs, ffprobe,
-        // PostgreSQL, the delete) is mostly waiting, so more files may be at those stages at
-        // once. Small files would otherwise queue behind each other's fsyncs.
-        let transfers = Arc::new(transfers::Transfers::new(self.cfg.sync.concurrency));
-        let in_flight = FILES_IN_FLIGHT.max(
-            self.cfg
-                .sync
-                .concurrency
-                .saturating_mul(transfers::SMALL_PER_SLOT as usize),
-        );
-        // Each file is a task of its own, so that files use every core (hashing, parsing,
-        // syscalls); polled inside this future they would all share one thread.
-        let this = Arc::new(self.clone());
-        let outcomes: Vec<(i64, (FileOutcome, bool))> = futures::stream::iter(rows)
-            .map(|row| {
-                let (this, shutdown, transfers) = (Arc::clone(&this), shutdown.clone(), Arc::clone(&transfers));
-                let this_log = self.log.clone();
-                let activity = Arc::clone(&self.activity);
-                let id = row.id;
-                async move {
-                    let task = tokio::spawn(async move { this.process(row, &shutdown, &transfers).await });
-                    let outcome = task.await.unwrap_or_else(|e| {
-                        warn!(this_log, "file task failed; retried on a later pass"; "media_id" => id, "error" => %e);
-                        (FileOutcome::Deferred, false)
-                    });
-                    activity.file_finished();
-                    (id, outcome)
-                }
-            })
-            .buffer_unordered(in_flight)
-            .collect()
-            .await;
+        let renew = self.renew_leases(rows.iter().map(|r| r.id).collect());
+        let outcomes = self.process_all(rows, shutdown).await;
         renew.abort();
         let finished: Vec<i64> = outcomes
             .iter()
@@ -223,7 +140,55 @@ impl Syncer {
             report.add(outcome);
         }
         report.elapsed_ms = started.elapsed().as_millis() as u64;
-        if self.storage.is_down() {
+        self.log_finished(&report);
+        report
+    }
+
+    /// A batch of rows, claimed. A claim that fails is tried once more if the lease table
+    /// could be (re)made: PostgreSQL may have been away when it was first prepared.
+    async fn claim(&self) -> Result<Vec<MediaRow>, DbError> {
+        let (db, batch) = (&self.ctx.db, self.ctx.cfg.sync.batch_size);
+        let mut claimed = db.claim(batch, LEASE).await;
+        if claimed.is_err() && db.ensure_lease_table().await.is_ok() {
+            claimed = db.claim(batch, LEASE).await;
+        }
+        claimed
+    }
+
+    /// Each row's file taken as far as it goes: its outcome, and whether its lease may go.
+    async fn process_all(&self, rows: Vec<MediaRow>, shutdown: &CancellationToken) -> Vec<(i64, (FileOutcome, bool))> {
+        // SYNC_CONCURRENCY bounds the transfers; the rest of a file's way (fsyncs, ffprobe,
+        // PostgreSQL, the delete) is mostly waiting, so more files may be at those stages at
+        // once. Small files would otherwise queue behind each other's fsyncs.
+        let concurrency = self.ctx.cfg.sync.concurrency;
+        let transfers = Arc::new(Transfers::new(concurrency));
+        let in_flight = FILES_IN_FLIGHT.max(concurrency.saturating_mul(transfers::SMALL_PER_SLOT as usize));
+        // Each file is a task of its own, so that files use every core (hashing, parsing,
+        // syscalls); polled inside this future they would all share one thread.
+        let this = Arc::new(self.clone());
+        futures::stream::iter(rows)
+            .map(|row| {
+                let (this, shutdown, transfers) = (Arc::clone(&this), shutdown.clone(), Arc::clone(&transfers));
+                let this_log = self.log.clone();
+                let activity = Arc::clone(&self.ctx.activity);
+                let id = row.id;
+                async move {
+                    let task = tokio::spawn(async move { file::process(&this, row, &shutdown, &transfers).await });
+                    let outcome = task.await.unwrap_or_else(|e| {
+                        warn!(this_log, "file task failed; retried on a later pass"; "media_id" => id, "error" => %e);
+                        (FileOutcome::Deferred, false)
+                    });
+                    activity.file_finished();
+                    (id, outcome)
+                }
+            })
+            .buffer_unordered(in_flight)
+            .collect()
+            .await
+    }
+
+    fn log_finished(&self, report: &PassReport) {
+        if self.ctx.storage.is_down() {
             warn!(self.log, "bucket unreachable: this pass stopped sending requests after {} without an answer; \
                 the files it did not reach wait for the next pass", crate::storage::TRIP_AFTER;
                 "deferred" => report.deferred, "error" => "no answer from the bucket");
@@ -232,13 +197,12 @@ impl Syncer {
             "claimed" => report.claimed, "archived" => report.archived, "owed" => report.owed,
             "failed" => report.failed, "abandoned" => report.abandoned, "deferred" => report.deferred,
             "skipped" => report.skipped, "settled" => report.settled, "elapsed_ms" => report.elapsed_ms);
-        report
     }
 
     /// Keeps this pass's claims from expiring. A renewal that fails is logged: should
     /// PostgreSQL stay away past the lease, another instance could claim rows in flight.
     fn renew_leases(&self, ids: Vec<i64>) -> tokio::task::JoinHandle<()> {
-        let (db, log) = (self.db.clone(), self.log.clone());
+        let (db, log) = (self.ctx.db.clone(), self.log.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(LEASE_RENEW_EVERY).await;
@@ -252,8 +216,8 @@ impl Syncer {
 
     /// Gives up the claims on rows that are finished. A release that fails only delays other
     /// instances until the lease runs out.
-    pub(super) async fn release(&self, finished: &[i64]) {
-        if let Err(e) = self.db.release(finished).await {
+    async fn release(&self, finished: &[i64]) {
+        if let Err(e) = self.ctx.db.release(finished).await {
             warn!(self.log, "lease release failed; the claims expire on their own"; "error" => %e,
                 "claimed" => finished.len());
         }
@@ -261,7 +225,7 @@ impl Syncer {
 
     /// `DRY_RUN`: read what a pass would take and say so; change nothing anywhere.
     async fn dry_run(&self) {
-        match self.db.claimable(self.cfg.sync.batch_size).await {
+        match self.ctx.db.claimable(self.ctx.cfg.sync.batch_size).await {
             Ok(rows) => {
                 for row in rows {
                     if let Err(e) = &row.object_key {

@@ -24,22 +24,23 @@ pub fn next_wait(schedule: &Schedule, now: DateTime<Utc>) -> Duration {
 
 /// Reconciles, then runs passes on the schedule until `shutdown`.
 pub async fn run(syncer: Syncer, shutdown: CancellationToken) {
-    syncer.activity.scheduler_started();
+    syncer.ctx.activity.scheduler_started();
     syncer.reconcile().await;
     loop {
         if shutdown.is_cancelled() {
             break;
         }
         syncer.pass(&shutdown).await;
-        let wait = next_wait(&syncer.cfg.sync.schedule, Utc::now());
+        let wait = next_wait(&syncer.ctx.cfg.sync.schedule, Utc::now());
         info!(syncer.log, "next pass scheduled"; "in_s" => wait.as_secs());
         syncer
+            .ctx
             .activity
             .next_pass_at(crate::state::entry::now_secs() + wait.as_secs());
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             // "Sync now" on the dashboard.
-            () = syncer.activity.woken() => info!(syncer.log, "pass asked for"),
+            () = syncer.ctx.activity.woken() => info!(syncer.log, "pass asked for"),
             () = shutdown.cancelled() => break,
         }
     }

@@ -347,7 +347,7 @@ async fn a_lost_temp_file_is_fetched_again_never_replaced_by_what_sits_at_its_pa
     entry.temp_path = Some(rig.part(s.id).display().to_string());
     (entry.size, entry.bytes_done, entry.sha256) = (Some(s.size), s.size, Some(s.sha256.clone()));
     entry.etag = Some(rig.storage().head(&object_key(&s.key)).await.unwrap().etag);
-    common::ledger::store_at(&syncer.ledger, &mut entry, r2_sync::state::Stage::Downloaded);
+    common::ledger::store_at(&syncer.ctx.ledger, &mut entry, r2_sync::state::Stage::Downloaded);
 
     let shutdown = tokio_util::sync::CancellationToken::new();
     let first = syncer.pass(&shutdown).await;

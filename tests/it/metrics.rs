@@ -5,13 +5,15 @@
 use crate::common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{media, object_key, NewMedia, Rig};
 use r2_sync::context::Context;
 use r2_sync::server::auth::{self, Grant};
-use r2_sync::server::serve;
+use r2_sync::server::{serve, Limits};
 use r2_sync::state::entry::now_secs;
+use r2_sync::sync::Syncer;
 use tokio_util::sync::CancellationToken;
 
 async fn get(url: String) -> (u16, Vec<u8>) {
@@ -56,15 +58,16 @@ async fn passes_and_downloads_are_counted_and_served_on_the_health_port_only() {
     let corrupt = std::fs::read(media::corrupt(src.path(), "bad.mp4", 50_000)).unwrap();
     upload(&rig, "bad.mp4", &corrupt).await;
 
-    let parts = Context::open(rig.config()).unwrap();
-    let log = r2_sync::logging::discard();
-    let mut ctx = parts.server_context(&log);
-    ctx.limits.bind_ip = [127, 0, 0, 1].into();
+    let parts = Arc::new(Context::open(rig.config(), r2_sync::logging::discard()).unwrap());
+    let limits = Limits {
+        bind_ip: [127, 0, 0, 1].into(),
+        ..Limits::default()
+    };
     let shutdown = CancellationToken::new();
-    let running = serve(ctx, shutdown.clone()).await.unwrap();
+    let running = serve(Arc::clone(&parts), limits, shutdown.clone()).await.unwrap();
     let (files, health) = (running.files_addr, running.health_addr);
     assert_ne!(files, health);
-    let syncer = parts.syncer(&log);
+    let syncer = Syncer::new(Arc::clone(&parts));
 
     let report = syncer.pass(&shutdown).await;
     assert_eq!((report.archived, report.failed), (2, 1), "{report:?}");

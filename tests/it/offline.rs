@@ -35,7 +35,7 @@ async fn owed_record_waits_in_the_ledger_until_postgres_returns() {
         .unwrap();
     assert_eq!(report.owed, 1, "{report:?}");
 
-    let entry = syncer.ledger.get(id as u64).unwrap().unwrap();
+    let entry = syncer.ctx.ledger.get(id as u64).unwrap().unwrap();
     assert_eq!(entry.stage(), Stage::Archived, "the record is owed");
     let archived = rig.archive_dir().join(entry.archive_path.as_ref().unwrap());
     assert_eq!(std::fs::read(&archived).unwrap(), data, "the file is safe on disk");
@@ -57,7 +57,10 @@ async fn owed_record_waits_in_the_ledger_until_postgres_returns() {
         "bounded reconnects, no busy loop: {attempts} connection attempts"
     );
     assert!(started.elapsed() < Duration::from_secs(30));
-    assert_eq!(syncer.ledger.get(id as u64).unwrap().unwrap().stage(), Stage::Archived);
+    assert_eq!(
+        syncer.ctx.ledger.get(id as u64).unwrap().unwrap().stage(),
+        Stage::Archived
+    );
 
     pg.up();
     assert_eq!(syncer.settle_owed().await, 1);
@@ -80,7 +83,7 @@ async fn owed_record_waits_in_the_ledger_until_postgres_returns() {
         rig.storage().head(&object_key("uploads/o.bin")).await.is_err(),
         "deleted once recorded"
     );
-    assert_eq!(syncer.ledger.get(id as u64).unwrap().unwrap().stage(), Stage::Done);
+    assert_eq!(syncer.ctx.ledger.get(id as u64).unwrap().unwrap().stage(), Stage::Done);
 }
 
 /// SIGTERM while a PostgreSQL request hangs (the server accepts and never answers): the

@@ -102,7 +102,7 @@ async fn a_row_rejected_while_downloading_is_not_archived_and_stays_in_r2() {
         rig.storage().head(&object_key("uploads/rejected.bin")).await.is_ok(),
         "object left in R2"
     );
-    let entry = syncer.ledger.get(id as u64).unwrap().unwrap();
+    let entry = syncer.ctx.ledger.get(id as u64).unwrap().unwrap();
     assert_eq!(entry.stage(), r2_sync::state::Stage::Abandoned);
     assert!(entry.error.unwrap().contains("rejected"));
     assert!(!part.exists(), "temp file removed");

@@ -70,9 +70,9 @@ pub fn authorize(csrf: &str, admin_token: Option<&str>, headers: &HeaderMap) -> 
 
 /// [`authorize`] with this process's tokens: None when allowed, else the refusal to answer.
 pub fn refused(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
-    let admin = shared.cfg.server.admin_token.as_ref().map(|t| t.expose());
+    let admin = shared.ctx.cfg.server.admin_token.as_ref().map(|t| t.expose());
     let refusal = authorize(&shared.csrf, admin, headers).err()?;
-    slog::info!(shared.log, "action refused"; "error" => refusal.to_string());
+    slog::info!(shared.ctx.log, "action refused"; "error" => refusal.to_string());
     Some(refusal.response())
 }
 
@@ -80,7 +80,7 @@ pub fn refused(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
 pub fn session(shared: &Shared) -> Response {
     let body = json!({
         "csrf": shared.csrf,
-        "admin_token_required": shared.cfg.server.admin_token.is_some(),
+        "admin_token_required": shared.ctx.cfg.server.admin_token.is_some(),
     });
     let mut resp = super::super::json(StatusCode::OK, &body);
     resp.headers_mut()
@@ -93,9 +93,9 @@ pub fn sync_now(shared: &Shared, headers: &HeaderMap) -> Response {
     if let Some(refusal) = refused(shared, headers) {
         return refusal;
     }
-    match shared.activity.wake() {
+    match shared.ctx.activity.wake() {
         Ok(()) => {
-            slog::info!(shared.log, "pass asked for on the dashboard");
+            slog::info!(shared.ctx.log, "pass asked for on the dashboard");
             super::super::json(
                 StatusCode::ACCEPTED,
                 &json!({ "started": true, "message": "pass starting" }),
@@ -115,7 +115,7 @@ pub async fn retry(shared: &Shared, headers: &HeaderMap, media_id: u64) -> Respo
     if let Some(refusal) = refused(shared, headers) {
         return refusal;
     }
-    let ledger = shared.ledger.clone();
+    let ledger = shared.ctx.ledger.clone();
     let found = tokio::task::spawn_blocking(move || ledger.get(media_id)).await;
     let entry = match found {
         Ok(Ok(Some(entry))) => entry,
@@ -150,7 +150,7 @@ fn permanent_advice(media_id: u64, error: &Option<String>) -> String {
 }
 
 async fn retry_now(shared: &Shared, media_id: u64) -> Response {
-    let ledger = shared.ledger.clone();
+    let ledger = shared.ctx.ledger.clone();
     let cleared = tokio::task::spawn_blocking(move || ledger.update(media_id, |e| e.retry_after = 0)).await;
     if let Err(e) = cleared
         .map_err(|e| e.to_string())
@@ -158,8 +158,8 @@ async fn retry_now(shared: &Shared, media_id: u64) -> Response {
     {
         return answer(StatusCode::INTERNAL_SERVER_ERROR, false, e);
     }
-    slog::info!(shared.log, "retry asked for on the dashboard"; "media_id" => media_id);
-    let message = match shared.activity.wake() {
+    slog::info!(shared.ctx.log, "retry asked for on the dashboard"; "media_id" => media_id);
+    let message = match shared.ctx.activity.wake() {
         Ok(()) => format!("media {media_id}: retrying now"),
         Err(WakeError::Running) => format!("media {media_id}: retried by the next pass (one is running)"),
         Err(WakeError::NoScheduler) => format!("media {media_id}: retried by the next pass of the sync process"),

@@ -34,7 +34,7 @@ struct Failure<'a> {
 }
 
 pub async fn snapshot(shared: &Shared) -> Response {
-    let ledger = shared.ledger.clone();
+    let ledger = shared.ctx.ledger.clone();
     let summary = match tokio::task::spawn_blocking(move || status::summary(&ledger)).await {
         Ok(Ok(summary)) => summary,
         Ok(Err(e)) => return failed(&e.to_string()),
@@ -42,7 +42,7 @@ pub async fn snapshot(shared: &Shared) -> Response {
     };
     let checks = health::deep_results(shared, CHECKS_EVERY).await;
     let (_, checks) = health::report(&checks, true);
-    let archive = check::space(shared.cfg.target_dir());
+    let archive = check::space(shared.ctx.cfg.target_dir());
     let body = document(shared, &summary, checks, archive);
     let mut resp = super::super::json(StatusCode::OK, &body);
     resp.headers_mut()
@@ -51,8 +51,8 @@ pub async fn snapshot(shared: &Shared) -> Response {
 }
 
 fn document(shared: &Shared, summary: &Summary, checks: Value, archive: Option<Space>) -> Value {
-    let activity = shared.activity.snapshot();
-    let last_ok = shared.metrics.last_successful_pass();
+    let activity = shared.ctx.activity.snapshot();
+    let last_ok = shared.ctx.metrics.last_successful_pass();
     json!({
         "time": now_secs(),
         "now": {

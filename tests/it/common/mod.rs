@@ -328,8 +328,7 @@ impl Rig {
         }
         let cfg = Config::from_vars(&vars).expect("rig config is valid");
         let ledger_path = self.state_dir().join(r2_sync::context::LEDGER_FILE);
-        r2_sync::sync::Syncer {
-            flush: std::sync::Arc::new(r2_sync::flush::Flusher::new(cfg.target_dir(), cfg.sync.archive_syncfs)),
+        let ctx = r2_sync::context::Context {
             db: Db::new(&cfg.db, "rig").unwrap(),
             storage: Storage::new(&cfg.r2).unwrap(),
             ledger: std::sync::Arc::new(r2_sync::state::Ledger::open(&ledger_path).unwrap()),
@@ -337,7 +336,8 @@ impl Rig {
             log: r2_sync::logging::discard(),
             metrics: std::sync::Arc::new(r2_sync::metrics::Metrics::new()),
             activity: std::sync::Arc::default(),
-        }
+        };
+        r2_sync::sync::Syncer::new(std::sync::Arc::new(ctx))
     }
 
     /// The `status` column of media `id`.

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use jsonwebtoken::{encode, get_current_timestamp, Algorithm, EncodingKey, Header};
 use r2_sync::config::Config;
+use r2_sync::context::Context;
 use r2_sync::context::LEDGER_FILE;
 use r2_sync::server::auth::{self, Grant};
-use r2_sync::server::{serve, Limits, Running, ServerContext};
+use r2_sync::server::{serve, Limits, Running};
 use r2_sync::state::{Entry, Ledger, Stage};
 use serde_json::Value;
 use slog::Drain;
@@ -120,21 +121,21 @@ impl Served {
         let cfg = Config::from_vars(&env).unwrap();
         let ledger = Arc::new(Ledger::open(&ledger_path(&rig)).unwrap());
         let logs = LogBuffer::default();
-        let ctx = ServerContext {
-            config: Arc::new(cfg.clone()),
+        let ctx = Context {
+            cfg: Arc::new(cfg.clone()),
             ledger: ledger.clone(),
             db: r2_sync::db::Db::new(&cfg.db, "server-test").unwrap(),
             storage: r2_sync::storage::Storage::new(&cfg.r2).unwrap(),
             log: logs.logger(),
             metrics: Arc::new(r2_sync::metrics::Metrics::new()),
             activity: Arc::default(),
-            limits: Limits {
-                bind_ip: [127, 0, 0, 1].into(),
-                ..limits
-            },
+        };
+        let limits = Limits {
+            bind_ip: [127, 0, 0, 1].into(),
+            ..limits
         };
         let shutdown = CancellationToken::new();
-        let running = serve(ctx, shutdown.clone()).await.unwrap();
+        let running = serve(Arc::new(ctx), limits, shutdown.clone()).await.unwrap();
         Self {
             rig,
             cfg,
