@@ -61,15 +61,44 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- the base images ------------------------------------------------------------------
-if ! podman image exists "$BASE_IMAGE"; then
-    say "making $BASE_IMAGE (debootstrap --variant=minbase bookworm)"
-    debootstrap --variant=minbase bookworm "$WORK/rootfs" "$DEBIAN_MIRROR" >"$WORK/debootstrap.log" ||
+# The base is made as Debian's official debian:bookworm-slim is (debuerreotype: a minbase
+# debootstrap, its "minimizing config", then "slimify"): no documentation, manual pages or
+# translations, now or from later installs (dpkg path-exclude), and no package cache. A plain
+# debootstrap is twice its size, and the image's size (reported below) would measure the base
+# rather than what the Dockerfile adds. BASE_RECIPE is bumped when these steps change, so a
+# machine that keeps an older base makes it again.
+BASE_RECIPE=2
+if [ "$(podman image inspect --format '{{.Comment}}' "$BASE_IMAGE" 2>/dev/null)" != "r2-sync base $BASE_RECIPE" ]; then
+    say "making $BASE_IMAGE (debootstrap --variant=minbase bookworm, slimmed as Debian's -slim)"
+    root="$WORK/rootfs"
+    debootstrap --variant=minbase bookworm "$root" "$DEBIAN_MIRROR" >"$WORK/debootstrap.log" ||
         { tail -20 "$WORK/debootstrap.log" >&2; fail "debootstrap"; }
     printf '%s\n' "deb $DEBIAN_MIRROR bookworm main" "deb $DEBIAN_MIRROR bookworm-updates main" \
-        "deb ${DEBIAN_MIRROR%/debian}/debian-security bookworm-security main" >"$WORK/rootfs/etc/apt/sources.list"
-    rm -rf "$WORK"/rootfs/var/lib/apt/lists/* "$WORK"/rootfs/var/cache/apt/*.bin
-    tar -C "$WORK/rootfs" -c . | podman import -q --change 'CMD ["bash"]' - "$BASE_IMAGE" >/dev/null
-    rm -rf "$WORK/rootfs"
+        "deb ${DEBIAN_MIRROR%/debian}/debian-security bookworm-security main" >"$root/etc/apt/sources.list"
+    slim=(/usr/share/doc/ /usr/share/groff/ /usr/share/info/ /usr/share/linda/ /usr/share/lintian/overrides/
+        /usr/share/locale/ /usr/share/man/)
+    {
+        for dir in "${slim[@]}"; do echo "path-exclude=$dir*"; done
+        echo "path-include=/usr/share/doc/*/copyright"
+        echo "path-include=/usr/share/locale/locale.alias"
+    } >"$root/etc/dpkg/dpkg.cfg.d/docker"
+    for dir in "${slim[@]}"; do
+        find "$root$dir" -mindepth 1 \( -type f -o -type l \) ! -path "$root/usr/share/doc/*/copyright" \
+            ! -path "$root/usr/share/locale/locale.alias" -delete 2>/dev/null || true
+        find "$root$dir" -mindepth 1 -depth -type d -empty -delete 2>/dev/null || true
+    done
+    # apt keeps no package cache in the image (what "apt-get clean" after every install does).
+    printf '%s\n' 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \
+        'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \
+        'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";' >"$root/etc/apt/apt.conf.d/docker-clean"
+    printf '%s\n' 'Acquire::Languages "none";' >"$root/etc/apt/apt.conf.d/docker-no-languages"
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb "$root"/var/cache/apt/*.bin \
+        "$root"/var/log/*.log "$root"/var/log/apt/* "$root"/debootstrap
+    tar -C "$root" -c . | podman import -q --change 'CMD ["bash"]' \
+        --message "r2-sync base $BASE_RECIPE" - "$BASE_IMAGE" >/dev/null
+    rm -rf "$root"
+    # The Rust image is made from the base: a new base makes it again too.
+    podman rmi -f "$RUST_IMAGE" >/dev/null 2>&1 || true
 fi
 if ! podman image exists "$RUST_IMAGE"; then
     say "making $RUST_IMAGE ($BASE_IMAGE, the host's Rust toolchain, gcc, libc6-dev)"
