@@ -17,8 +17,11 @@ FROM debian:bookworm-slim AS ffprobe
 
 WORKDIR /build
 COPY scripts/build-ffprobe.sh scripts/
-RUN scripts/build-ffprobe.sh /tmp/ffprobe \
-    && install -D -m 0755 /tmp/ffprobe/*/ffprobe /out/ffprobe
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# Two builds: ffprobe, and ffprobe-demux (the same without video decoders), which r2-sync
+# asks first (FFPROBE_DEMUX_PATH; src/probe.rs).
+RUN install -D -m 0755 "$(scripts/build-ffprobe.sh /tmp/ffprobe | tail -n 1)" /out/ffprobe \
+    && install -D -m 0755 "$(scripts/build-ffprobe.sh --demux-only /tmp/ffprobe | tail -n 1)" /out/ffprobe-demux
 
 # ---------------------------------------------------------------------------
 # Build stage
@@ -79,11 +82,12 @@ LABEL org.opencontainers.image.title="r2-sync" \
 
 # The ffprobe the corpus test (tests/it/probe_corpus.rs) holds to Debian's verdicts; it is
 # rebuilt only when its script changes, so it comes before the binary that every change makes.
-COPY --from=ffprobe /out/ffprobe /usr/local/bin/ffprobe
+COPY --from=ffprobe /out/ffprobe /out/ffprobe-demux /usr/local/bin/
 COPY --from=build /out/r2-sync /usr/local/bin/r2-sync
 COPY --chmod=0755 docker/entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 
 ENV STATE_DIR=/config \
+    FFPROBE_DEMUX_PATH=ffprobe-demux \
     ARCHIVE_DIR=/media/archive \
     PUID=99 \
     PGID=100 \

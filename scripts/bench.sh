@@ -17,12 +17,15 @@
 # and sidecars in the archive, objects gone from the bucket). It is slow by design: two rclone
 # processes a file cost ~0.3 CPU-s, so row 3's 2,000 objects take it 10-20 minutes a run.
 #
-# r2-sync's timed passes use the minimal static ffprobe the image ships (FFPROBE_PATH: the
-# path scripts/build-ffprobe.sh prints, built and cached under target/ffprobe the first
-# time, a few minutes); row 6 gives its CPU per file beside Debian's full ffprobe.
+# r2-sync's timed passes use the two minimal static ffprobes the image ships (FFPROBE_PATH and
+# FFPROBE_DEMUX_PATH: the paths scripts/build-ffprobe.sh [--demux-only] prints, built and
+# cached under target/ffprobe the first time, a few minutes each); row 6 gives their CPU per
+# file beside Debian's full ffprobe.
 #
 # Settings (environment):
 #   BENCH_RUNS=3          runs of each pair
+#   BENCH_LOOP_RUNS=1     of those runs, how many also time the bash + rclone loop (row 3
+#                         takes it ~10 minutes a run: the loop's own spread is not the point)
 #   BENCH_VIDEOS=20       ~50 MB videos for row 1
 #   BENCH_BIG_MIB=2048    the big object of rows 2 and 4
 #   BENCH_SMALL_FILES=2000  100 KB objects for row 3
@@ -58,6 +61,7 @@ ROOT=$PWD
 source scripts/lib.sh
 
 RUNS=${BENCH_RUNS:-3}
+LOOP_RUNS=${BENCH_LOOP_RUNS:-1}
 VIDEOS=${BENCH_VIDEOS:-20}
 BIG_MIB=${BENCH_BIG_MIB:-2048}
 SMALL_FILES=${BENCH_SMALL_FILES:-2000}
@@ -234,13 +238,14 @@ r2_env() {
     R2ENV=(PATH="$PATH" DB_HOST=127.0.0.1 DB_PORT=5432 DB_NAME="$DB" DB_USER=postgres DB_SSLMODE=disable
         R2_ENDPOINT="$S3_URL" R2_ACCESS_KEY="$ACCESS_KEY" R2_SECRET_KEY="$SECRET_KEY" R2_BUCKET="$BUCKET"
         ARCHIVE_DIR="$DISK/archive" STATE_DIR="$WORK/state" UNRAID_TUNNEL_SECRET="$TUNNEL_SECRET"
-        SERVER_PORT=0 HEALTH_PORT=0 LOG_LEVEL=info FFPROBE_PATH="$MIN_FFPROBE")
+        SERVER_PORT=0 HEALTH_PORT=0 LOG_LEVEL=info FFPROBE_PATH="$MIN_FFPROBE" FFPROBE_DEMUX_PATH="$DEMUX_FFPROBE")
 }
 
 # The minimal static ffprobe r2-sync's image ships (scripts/build-ffprobe.sh prints its path
 # last; a cached build is instant). Without FFPROBE_PATH r2-sync would run whatever ffprobe
 # PATH finds first: Debian's full one here, which the image does not have.
 MIN_FFPROBE=
+DEMUX_FFPROBE=
 min_ffprobe() {
     say "the minimal ffprobe (scripts/build-ffprobe.sh; a few minutes when not cached)"
     MIN_FFPROBE=$(./scripts/build-ffprobe.sh | tail -n 1) || die "scripts/build-ffprobe.sh failed"
@@ -249,6 +254,9 @@ min_ffprobe() {
     # "Debian ffmpeg <version>, built in N s: <its configure line>": the version, and the
     # folder named for the hash of the configure options.
     MIN_FFPROBE_BUILD="$(sed -n '1s/, built in .*//p' "$(dirname "$MIN_FFPROBE")/BUILD" 2>/dev/null), configure options $(basename "$(dirname "$MIN_FFPROBE")")"
+    # ffprobe-demux, which r2-sync asks first (FFPROBE_DEMUX_PATH): it settles MP4/MOV alone.
+    DEMUX_FFPROBE=$(./scripts/build-ffprobe.sh --demux-only | tail -n 1) || die "scripts/build-ffprobe.sh --demux-only failed"
+    "$DEMUX_FFPROBE" -version >/dev/null || die "$DEMUX_FFPROBE -version failed"
 }
 
 # Earlier runs' output is moved aside, not deleted, until the end. This machine's disk is
@@ -449,6 +457,14 @@ EOF
 }
 
 # ---------------------------------------------------------------------------------------
+# with_loop RUN SUBJECT...: the subjects, and the bash loop too in the first LOOP_RUNS runs.
+with_loop() {
+    local run=$1
+    shift
+    printf '%s\n' "$@"
+    [ "$run" -gt "$LOOP_RUNS" ] || echo bashloop
+}
+
 # Row 1: many videos, ffprobe on each (r2-sync's normal work).
 
 # record_sync SECTION SUBJECT RUN FILES BYTES: files/s and CPU-s per GB archived (or copied, for
@@ -462,7 +478,8 @@ bench_videos() {
     say "row 1: $VIDEOS videos of $VIDEO_BYTES bytes"
     local total=$((VIDEOS * VIDEO_BYTES))
     for run in $(seq 1 "$RUNS"); do
-        for subject in $(rotate "$run" r2sync_c2 rclone r2sync_c4 bashloop); do
+        mapfile -t subjects < <(with_loop "$run" r2sync_c2 rclone r2sync_c4)
+        for subject in $(rotate "$run" "${subjects[@]}"); do
             upload "$WORK/src/videos" videos
             case $subject in
             rclone) rclone_pass videos "$run" videos "$VIDEOS" ;;
@@ -489,13 +506,19 @@ bench_videos() {
 # Row 1's context, in the same minute as each run of the row: what the contract makes
 # r2-sync compute for these videos, alone: MD5 + SHA-256 of every byte (examples/
 # hash_floor.rs, r2-sync's crates) and ffprobe on each file with r2-sync's arguments, by
-# Debian's full ffprobe (subject ffprobe: what the bash service ran) and by the minimal one
-# r2-sync runs (ffprobe_min, FFPROBE_PATH), alternating; their CPU ms per file too.
+# Debian's full ffprobe (subject ffprobe: what the bash service ran), by the one r2-sync runs
+# on these MP4s (ffprobe_demux, FFPROBE_DEMUX_PATH: it settles them alone) and by the minimal
+# full build (ffprobe_min, FFPROBE_PATH: what it runs on other containers), alternating; their
+# CPU ms per file too.
 videos_floor() {
     local run=$1 subject probe
     timed videofloor hashes "$run" "$BIN/examples/hash_floor" "$WORK/src/videos/"*.mp4
-    for subject in $(rotate "$run" ffprobe ffprobe_min); do
-        probe=$([ "$subject" = ffprobe ] && echo /usr/bin/ffprobe || echo "$MIN_FFPROBE")
+    for subject in $(rotate "$run" ffprobe ffprobe_demux ffprobe_min); do
+        case $subject in
+        ffprobe) probe=/usr/bin/ffprobe ;;
+        ffprobe_demux) probe=$DEMUX_FFPROBE ;;
+        *) probe=$MIN_FFPROBE ;;
+        esac
         # shellcheck disable=SC2016 # expanded by the inner shell
         timed videofloor "$subject" "$run" bash -c 'probe=$1; shift; for f in "$@"; do
             "$probe" -v error -print_format json -show_format -show_streams -- "$f" >/dev/null || exit 1
@@ -538,7 +561,8 @@ bench_big() {
 bench_small() {
     say "row 3: $SMALL_FILES objects of $SMALL_BYTES bytes"
     for run in $(seq 1 "$RUNS"); do
-        for subject in $(rotate "$run" r2sync rclone bashloop); do
+        mapfile -t subjects < <(with_loop "$run" r2sync rclone)
+        for subject in $(rotate "$run" "${subjects[@]}"); do
             sync_blobs_once small small "$SMALL_FILES" "$SMALL_BYTES" "$run" "$subject"
             record_sync small "$subject" "$run" "$SMALL_FILES" "$((SMALL_FILES * SMALL_BYTES))"
             if [ "$subject" = r2sync ]; then SMALL_R2_FPS=$(calc "$SMALL_FILES / $T_SECS"); fi
@@ -1154,7 +1178,7 @@ notes() {
     meta note01 "Sync rows: the test S3 server (\`tests/s3-server\`, release build) on loopback, its objects in the page cache (RAM ≫ data). Timed: r2-sync's whole \`sync --once\` process (start-up, PostgreSQL claim, HEAD or a first GET that stands in for it, GET, MD5 + SHA-256, ffprobe, durable writes, rename, sidecar, record, DELETE) vs \`rclone copy bench:media/<prefix> <dir>\` alone with default settings (--transfers 4, --checkers 8, multi-thread streams 4 above 250 MiB; MD5 checked)."
     meta note02 "rclone does not fsync what it writes; r2-sync makes every 64 MiB segment, the file, the rename and the sidecar durable (one syncfs shared by the files finishing together where the filesystem honours it: ARCHIVE_SYNCFS). \`sync\` runs untimed before every timed run so earlier writeback does not land on it. Rows carry file_size, as the backend records it at upload."
     meta note03 "Objects are re-uploaded (untimed, rclone) before each r2-sync run, since r2-sync deletes what it archived; rows, leases, archive and state are reset."
-    meta note04 "The ${VIDEOS:-20} videos are one ${VIDEO_BYTES:-?}-byte 720p x264 file (10 s, noise so it stays at 40 Mbit/s) under ${VIDEOS:-20} keys; r2-sync runs ffprobe on each: the minimal static ffprobe its image ships (FFPROBE_PATH=${MIN_FFPROBE#"$ROOT"/}, built by scripts/build-ffprobe.sh), not Debian's. Throughput = bytes / wall seconds."
+    meta note04 "The ${VIDEOS:-20} videos are one ${VIDEO_BYTES:-?}-byte 720p x264 file (10 s, noise so it stays at 40 Mbit/s) under ${VIDEOS:-20} keys; r2-sync validates each with the two minimal static ffprobes its image ships, not Debian's: ffprobe-demux first (FFPROBE_DEMUX_PATH=${DEMUX_FFPROBE#"$ROOT"/}, scripts/build-ffprobe.sh --demux-only), which settles these MP4s alone, and the full minimal build where it cannot (FFPROBE_PATH=${MIN_FFPROBE#"$ROOT"/}). Throughput = bytes / wall seconds."
     meta note05 "Row 4: r2-sync is killed when \`<ARCHIVE_DIR>/.r2-sync-tmp/<id>.part\` reaches 50 %; rclone when the S3 server's GET /_stats counter reaches 50 % (its multi-thread download writes into a preallocated file, so file size says nothing). Re-downloaded = bytes the server sent over both runs − object size. 50 % of the object is a boundary of r2-sync's 64 MiB checkpoint segments, and the kill lands before that segment's checkpoint: this is r2-sync's worst case (one whole segment, plus bytes in flight)."
     meta note06 "Row 5 (when measured): nginx ($NGINX) with sendfile on (its config is in the serving section), over the same directory as \`r2-sync serve\`; wrk -t2 -c64 -d${WRK_SECS}s with bench/range.lua; r2-sync URLs carry ?token= from \`r2-sync token\`. The file is one r2-sync archived itself (so its ledger answers each request's lookup, as for every file it archives), served by both from the same path, in the page cache (warmed first). Both servers pinned to CPUs ${SERVE_CPUS} (taskset; nginx with one worker per CPU there), the client to CPUs $(client_cpus); ${SERVE_RUNS} runs of each pair, alternating."
     meta note07 "Row 6's S3-server rows are the ceiling every sync row shares: when both tools come close to it, the sync ratios measure the server more than the tools (see the S3 server CPU column)."

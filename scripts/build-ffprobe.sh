@@ -4,7 +4,14 @@
 # file protocol, no external library. It starts in about a millisecond (Debian's ffprobe
 # binds ~215 shared libraries first) and is the one the image ships (see Dockerfile).
 #
-#   scripts/build-ffprobe.sh [OUT_DIR]
+#   scripts/build-ffprobe.sh [--demux-only] [OUT_DIR]
+#
+# --demux-only builds the image's second ffprobe (ffprobe-demux): the same, without the video
+# decoders. ffprobe decodes a video stream's first frames only to fill in what MP4/MOV already
+# declare for r2-sync's verdict (codecs, dimensions, durations), and decoding them is nearly all
+# its cost (38 ms of the bench's 40 Mbit/s H.264 keyframe, 6 ms without). r2-sync asks it first
+# and keeps its answer only for MP4/MOV whose video streams it fully describes, and asks the
+# full one otherwise (src/probe.rs; FFPROBE_DEMUX_PATH).
 #
 # Prints the built program's path as its last line. The build is cached under OUT_DIR
 # (default ${CARGO_TARGET_DIR:-target}/ffprobe) in a folder keyed by the hash of the configure
@@ -14,6 +21,11 @@
 # line for bookworm, which it adds when apt has none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+DEMUX_ONLY=
+if [ "${1:-}" = --demux-only ]; then
+    DEMUX_ONLY=1
+    shift
+fi
 
 # The containers validation meets, with image files (the verdict accepts still images).
 DEMUXERS=(mov matroska avi mpegts mpegps flv ogg wav mp3 flac aac ac3 gif image2 image_png_pipe
@@ -27,6 +39,16 @@ PARSERS=(h264 hevc vp8 vp9 av1 mpeg4video mpegvideo aac aac_latm mpegaudio ac3 f
 DECODERS=(h264 hevc vp8 vp9 av1 mpeg4 mpeg1video mpeg2video aac mp3 mp3float opus vorbis flac
     pcm_s16le pcm_s16be pcm_s24le pcm_s32le pcm_f32le pcm_u8 pcm_alaw pcm_mulaw mjpeg png gif
     webp bmp)
+# ffprobe-demux: audio (one frame completes a stream's sample format) and still images (no
+# parser gives an image's dimensions) only.
+VIDEO_DECODERS=(h264 hevc vp8 vp9 av1 mpeg4 mpeg1video mpeg2video)
+if [ -n "$DEMUX_ONLY" ]; then
+    kept=()
+    for decoder in "${DECODERS[@]}"; do
+        [[ " ${VIDEO_DECODERS[*]} " == *" $decoder "* ]] || kept+=("$decoder")
+    done
+    DECODERS=("${kept[@]}")
+fi
 
 join() {
     local IFS=,

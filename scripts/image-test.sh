@@ -149,17 +149,24 @@ IMAGE_SIZE=$(podman image ls --format '{{.Size}}' "$IMAGE" | head -n1)
 health_cmd=$(podman image inspect --format '{{json .Config.Healthcheck}}' "$IMAGE")
 case "$health_cmd" in *'r2-sync","healthcheck"]'*) ;; *) fail "the image keeps no HEALTHCHECK running r2-sync healthcheck: $health_cmd" ;; esac
 say "built in ${BUILD_SECONDS} s ($BUILD_NOTE), $IMAGE_SIZE"
-# The image's ffprobe is the build the corpus test (tests/it/probe_corpus.rs) judged on the
+# The image's ffprobes are the builds the corpus test (tests/it/probe_corpus.rs) judged on the
 # host: the same Debian source version and configuration.
 version_and_configuration() { sed -n '1s/ Copyright.*//p; /^configuration:/p'; }
-image_probe=$("${PODMAN[@]}" run --rm "${ULIMITS[@]}" --entrypoint /usr/local/bin/ffprobe "$IMAGE" -version |
-    version_and_configuration)
-host_probe=$("$(./scripts/build-ffprobe.sh | tail -n1)" -version | version_and_configuration)
-[ "$image_probe" = "$host_probe" ] || fail "the image's ffprobe differs from scripts/build-ffprobe.sh's on the host:
-$image_probe
-$host_probe"
-PROBE_NOTE="$(head -n1 <<<"$image_probe"), static, $("${PODMAN[@]}" run --rm "${ULIMITS[@]}" --entrypoint stat "$IMAGE" -c %s /usr/local/bin/ffprobe) bytes"
-say "ffprobe: $PROBE_NOTE, the host's build"
+PROBE_NOTE=
+for probe in ffprobe ffprobe-demux; do
+    in_image=$("${PODMAN[@]}" run --rm "${ULIMITS[@]}" --entrypoint "/usr/local/bin/$probe" "$IMAGE" -version |
+        version_and_configuration)
+    flags=()
+    [ "$probe" = ffprobe ] || flags=(--demux-only)
+    on_host=$("$(./scripts/build-ffprobe.sh "${flags[@]}" | tail -n1)" -version | version_and_configuration)
+    [ "$in_image" = "$on_host" ] || fail "the image's $probe differs from scripts/build-ffprobe.sh ${flags[*]}'s on the host:
+$in_image
+$on_host"
+    bytes=$("${PODMAN[@]}" run --rm "${ULIMITS[@]}" --entrypoint stat "$IMAGE" -c %s "/usr/local/bin/$probe")
+    PROBE_NOTE+="${PROBE_NOTE:+; }$probe $bytes bytes"
+done
+PROBE_NOTE="$(head -n1 <<<"$in_image"), static: $PROBE_NOTE"
+say "ffprobe: $PROBE_NOTE, the host's builds"
 
 # --- the rig ------------------------------------------------------------------------------
 say "starting the test S3 server, a scratch database and a password-auth role"

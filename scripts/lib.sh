@@ -27,6 +27,7 @@ need_promtool() {
 # run, so no test waits for it.
 need_min_ffprobe() {
     ./scripts/build-ffprobe.sh >/dev/null
+    ./scripts/build-ffprobe.sh --demux-only >/dev/null
 }
 
 need_curl() {

@@ -96,9 +96,17 @@ pub async fn bucket(storage: &Storage) -> CheckResult {
     .await
 }
 
-pub async fn ffprobe(program: &Path) -> CheckResult {
+/// FFPROBE_PATH's version, and FFPROBE_DEMUX_PATH's when it is set (a pass needs both).
+pub async fn ffprobe(programs: crate::probe::Programs<'_>) -> CheckResult {
     timed("ffprobe", async {
-        crate::probe::version(program).await.map_err(|e| e.to_string())
+        let full = crate::probe::version(programs.full).await.map_err(|e| e.to_string())?;
+        match programs.demux {
+            None => Ok(full),
+            Some(demux) => crate::probe::version(demux)
+                .await
+                .map(|v| format!("{full}; demux pass (FFPROBE_DEMUX_PATH): {v}"))
+                .map_err(|e| format!("FFPROBE_DEMUX_PATH: {e}")),
+        }
     })
     .await
 }
@@ -195,7 +203,7 @@ pub async fn all(cfg: &Config, db: &Db, storage: &Storage) -> Vec<CheckResult> {
         postgres(db),
         privileges(db, cfg),
         bucket(storage),
-        ffprobe(&cfg.sync.ffprobe_path),
+        ffprobe(cfg.sync.probers()),
         directory("archive", cfg.target_dir()),
         directory("state", &cfg.state_dir),
     );

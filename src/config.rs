@@ -36,6 +36,7 @@ pub const SETTINGS: &[&str] = &[
     "DRY_RUN",
     "SHADOW_DIR",
     "FFPROBE_PATH",
+    "FFPROBE_DEMUX_PATH",
     "FFPROBE_TIMEOUT",
     "VALIDATE_MEDIA",
     "ARCHIVE_SYNCFS",
@@ -149,10 +150,22 @@ pub struct SyncConfig {
     pub dry_run: bool,
     pub shadow_dir: Option<PathBuf>,
     pub ffprobe_path: PathBuf,
+    /// An ffprobe without video decoders, asked first (see [`crate::probe::judge_file`]).
+    pub ffprobe_demux_path: Option<PathBuf>,
     pub ffprobe_timeout: Duration,
     pub validate_media: bool,
     /// Files finishing together share one syncfs of the archive where its filesystem honours it.
     pub archive_syncfs: bool,
+}
+
+impl SyncConfig {
+    /// The ffprobes files are judged by.
+    pub fn probers(&self) -> crate::probe::Programs<'_> {
+        crate::probe::Programs {
+            full: &self.ffprobe_path,
+            demux: self.ffprobe_demux_path.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -396,6 +409,7 @@ impl Config {
             dry_run: vars.flag("DRY_RUN", false)?,
             shadow_dir: vars.path_opt("SHADOW_DIR"),
             ffprobe_path: PathBuf::from(vars.string_or("FFPROBE_PATH", "ffprobe")),
+            ffprobe_demux_path: vars.path_opt("FFPROBE_DEMUX_PATH"),
             ffprobe_timeout: vars.duration("FFPROBE_TIMEOUT", Duration::from_secs(120))?,
             validate_media: vars.flag("VALIDATE_MEDIA", true)?,
             archive_syncfs: vars.flag("ARCHIVE_SYNCFS", true)?,

@@ -256,6 +256,45 @@ fn limit_memory(child: &tokio::process::Child, program: &Path, file: &str) -> Re
     })
 }
 
+/// The ffprobes a file is judged by: `full` (FFPROBE_PATH) and, when set, `demux`
+/// (FFPROBE_DEMUX_PATH: the image's build without video decoders, `ffprobe-demux`).
+#[derive(Debug, Clone, Copy)]
+pub struct Programs<'a> {
+    pub full: &'a Path,
+    pub demux: Option<&'a Path>,
+}
+
+/// MP4/MOV (ISO BMFF) as ffprobe names it. Its header declares every track's codec,
+/// dimensions and duration; decoding a video stream's first frames adds only what the verdict
+/// and the sidecar leave out (pixel format, profile, reference frames). Other containers (MPEG-TS,
+/// FLV) leave dimensions to the decoder, or report durations differently once it has run
+/// (Matroska), so they are always judged by the full ffprobe (tests/it/probe_corpus.rs).
+const DECLARING_CONTAINER: &str = "mov,mp4,m4a,3gp,3g2,mj2";
+
+/// Whether a report from the demux-only ffprobe is the one the full ffprobe would give: an
+/// MP4/MOV whose video streams all have a codec and dimensions. Audio and image streams need
+/// no such care: the demux-only build has their decoders.
+pub fn settled_without_decoding(summary: &ProbeSummary) -> bool {
+    let known = |s: &StreamSummary| s.codec.is_some() && s.width.unwrap_or(0) > 0 && s.height.unwrap_or(0) > 0;
+    summary.container == DECLARING_CONTAINER && summary.streams.iter().filter(|s| s.kind == "video").all(known)
+}
+
+/// Judges `file`. With a demux-only ffprobe, asks it first (a few ms instead of tens: no video
+/// frame is decoded) and keeps its answer when [`settled_without_decoding`]; any other answer,
+/// a rejection included, is settled by the full ffprobe, so every verdict is the full one's. A
+/// timeout of the first is final (the full ffprobe runs the same demuxer on the same bytes),
+/// and failing to run either says nothing about the file.
+pub async fn judge_file(programs: Programs<'_>, file: &Path, timeout: Duration) -> Result<ProbeSummary, ProbeError> {
+    if let Some(demux) = programs.demux {
+        match probe(demux, file, timeout).await {
+            Ok(summary) if settled_without_decoding(&summary) => return Ok(summary),
+            Ok(_) | Err(ProbeError::Rejected { .. }) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    probe(programs.full, file, timeout).await
+}
+
 /// ffprobe's version line, for `check`.
 pub async fn version(program: &Path) -> Result<String, ProbeError> {
     let output = Command::new(program)
@@ -295,6 +334,28 @@ mod tests {
         assert!(judge(zero.as_bytes()).unwrap_err().contains("duration"));
         assert!(judge(b"{}").unwrap_err().contains("no container"));
         assert!(judge(b"not json").unwrap_err().contains("unreadable"));
+    }
+
+    #[test]
+    fn only_an_mp4_with_every_video_stream_described_is_settled_without_decoding() {
+        let mp4 = judge(VIDEO.as_bytes()).unwrap();
+        assert!(settled_without_decoding(&mp4));
+        let audio_only = ProbeSummary {
+            streams: vec![mp4.streams[1].clone()],
+            ..mp4.clone()
+        };
+        assert!(settled_without_decoding(&audio_only));
+        let mut no_dimensions = mp4.clone();
+        no_dimensions.streams[0].width = Some(0);
+        assert!(!settled_without_decoding(&no_dimensions));
+        let mut no_codec = mp4.clone();
+        no_codec.streams[0].codec = None;
+        assert!(!settled_without_decoding(&no_codec));
+        let ts = ProbeSummary {
+            container: "mpegts".into(),
+            ..mp4
+        };
+        assert!(!settled_without_decoding(&ts));
     }
 
     #[test]

@@ -111,7 +111,7 @@ async fn validate(s: &Syncer, file: &Path) -> Result<Option<ProbeSummary>, probe
     if !sync.validate_media {
         return Ok(None);
     }
-    probe::probe(&sync.ffprobe_path, file, sync.ffprobe_timeout)
+    probe::judge_file(sync.probers(), file, sync.ffprobe_timeout)
         .await
         .map(Some)
 }

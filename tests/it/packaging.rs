@@ -52,6 +52,10 @@ const CONTRACT_DEFAULTS: &[(&str, &str)] = &[
 /// Defaults of the container user, as `docker/entrypoint.sh` applies them.
 const CONTAINER_DEFAULTS: &[(&str, &str)] = &[("PUID", "99"), ("PGID", "100"), ("UMASK", "022")];
 
+/// Settings whose default in the image (the Dockerfile's ENV) differs from the binary's: the
+/// binary alone knows no ffprobe-demux.
+const IMAGE_DEFAULTS: &[(&str, &str)] = &[("FFPROBE_DEMUX_PATH", "ffprobe-demux")];
+
 fn read(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
@@ -292,7 +296,7 @@ fn template_maps_the_ports_and_paths() {
 #[test]
 fn template_defaults_match_the_contract() {
     let template = Template::load();
-    for (var, default) in CONTRACT_DEFAULTS.iter().chain(CONTAINER_DEFAULTS) {
+    for (var, default) in CONTRACT_DEFAULTS.iter().chain(CONTAINER_DEFAULTS).chain(IMAGE_DEFAULTS) {
         assert_eq!(template.variable(var).default_value(), *default, "Default of {var}");
     }
 }
@@ -321,7 +325,7 @@ fn env_example_names_every_setting() {
     expected.extend(CONTAINER_VARS);
     let missing: Vec<_> = expected.difference(&named).collect();
     assert!(missing.is_empty(), ".env.example does not name {missing:?}");
-    for (var, default) in CONTRACT_DEFAULTS.iter().chain(CONTAINER_DEFAULTS) {
+    for (var, default) in CONTRACT_DEFAULTS.iter().chain(CONTAINER_DEFAULTS).chain(IMAGE_DEFAULTS) {
         if default.is_empty() {
             continue;
         }
@@ -435,14 +439,26 @@ fn dockerfile_builds_and_runs_r2_sync() {
         "the binary is installed as /usr/local/bin/r2-sync"
     );
 
-    // ffprobe is the minimal build tests/it/probe_corpus.rs judges, not Debian's ffmpeg package.
+    // ffprobe and ffprobe-demux are the minimal builds tests/it/probe_corpus.rs judges, not
+    // Debian's ffmpeg package.
+    let runs = args("RUN");
+    let built = |flags: &str| {
+        runs.iter()
+            .any(|a| a.contains(&format!("scripts/build-ffprobe.sh {flags}")))
+    };
+    assert!(built("/tmp"), "a stage runs scripts/build-ffprobe.sh");
     assert!(
-        args("RUN").iter().any(|a| a.starts_with("scripts/build-ffprobe.sh")),
-        "a stage runs scripts/build-ffprobe.sh"
+        built("--demux-only"),
+        "a stage runs scripts/build-ffprobe.sh --demux-only"
     );
     assert!(
-        args("COPY").iter().any(|a| a.ends_with("/usr/local/bin/ffprobe")),
-        "ffprobe is installed as /usr/local/bin/ffprobe"
+        args("COPY").iter().any(|a| {
+            let words: Vec<&str> = a.split_whitespace().collect();
+            words.contains(&"/out/ffprobe")
+                && words.contains(&"/out/ffprobe-demux")
+                && words.last() == Some(&"/usr/local/bin/")
+        }),
+        "ffprobe and ffprobe-demux are installed in /usr/local/bin/"
     );
     let packages = args("RUN")
         .iter()
@@ -457,7 +473,7 @@ fn dockerfile_builds_and_runs_r2_sync() {
     {
         assert!(env.contains(format!("{var}={default}").as_str()), "ENV {var}={default}");
     }
-    for (var, default) in CONTAINER_DEFAULTS {
+    for (var, default) in CONTAINER_DEFAULTS.iter().chain(IMAGE_DEFAULTS) {
         assert!(env.contains(format!("{var}={default}").as_str()), "ENV {var}={default}");
     }
     let volumes = args("VOLUME").join(" ");

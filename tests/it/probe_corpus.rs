@@ -1,15 +1,16 @@
-//! The minimal ffprobe (scripts/build-ffprobe.sh, the one the image ships) judges as Debian's
-//! full ffprobe does: a corpus of files generated here by Debian's ffmpeg (codecs, containers,
-//! truncations, garbage, images) goes through r2-sync's own probe code with each program, and
-//! every verdict (accept or reject, and the whole sidecar summary: container, durations,
-//! codecs, dimensions) must be the same. A change of ffmpeg version or of the build's
-//! component list that alters one fails here, naming the file.
+//! The image's probe (the two minimal ffprobes scripts/build-ffprobe.sh makes: the demux-only
+//! one asked first, the full one where it cannot settle the file; probe::judge_file) judges as
+//! Debian's full ffprobe does: a corpus of files generated here by Debian's ffmpeg (codecs,
+//! containers, truncations, garbage, images) goes through r2-sync's own probe code with each,
+//! and every verdict (accept or reject, and the whole sidecar summary: container, durations,
+//! codecs, dimensions) must be the same. A change of ffmpeg version or of the builds'
+//! component lists that alters one fails here, naming the file.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use r2_sync::probe::{self, ProbeError, ProbeSummary};
+use r2_sync::probe::{self, ProbeError, ProbeSummary, Programs};
 
 /// One second of 128x96 test pattern with a tone: `-f lavfi` inputs 0 (video) and 1 (audio).
 const INPUTS: &[&str] = &[
@@ -183,12 +184,12 @@ enum Verdict {
     TimedOut,
 }
 
-async fn judge(program: &Path, file: &Path) -> Verdict {
-    match probe::probe(program, file, Duration::from_secs(60)).await {
+async fn judge(programs: Programs<'_>, file: &Path) -> Verdict {
+    match probe::judge_file(programs, file, Duration::from_secs(60)).await {
         Ok(summary) => Verdict::Accepted(summary),
         Err(ProbeError::Rejected { reason, .. }) => Verdict::Rejected(without_addresses(&reason)),
         Err(ProbeError::Timeout { .. }) => Verdict::TimedOut,
-        Err(e) => panic!("{} on {}: {e}", program.display(), file.display()),
+        Err(e) => panic!("{programs:?} on {}: {e}", file.display()),
     }
 }
 
@@ -206,8 +207,18 @@ fn without_addresses(reason: &str) -> String {
 
 /// The minimal ffprobe, built (or found in its cache) by the script the image uses.
 pub fn minimal_ffprobe() -> PathBuf {
+    built_ffprobe(&[])
+}
+
+/// The image's ffprobe-demux: the minimal ffprobe without video decoders.
+pub fn minimal_ffprobe_demux() -> PathBuf {
+    built_ffprobe(&["--demux-only"])
+}
+
+fn built_ffprobe(args: &[&str]) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(root.join("scripts/build-ffprobe.sh"))
+        .args(args)
         .output()
         .expect("run scripts/build-ffprobe.sh");
     assert!(
@@ -221,21 +232,31 @@ pub fn minimal_ffprobe() -> PathBuf {
 
 #[tokio::test]
 async fn the_minimal_ffprobe_judges_every_corpus_file_as_debians_does() {
-    let minimal = minimal_ffprobe();
+    let (minimal, demux) = (minimal_ffprobe(), minimal_ffprobe_demux());
     let full = PathBuf::from("ffprobe");
     let versions = (
         probe::version(&minimal).await.unwrap(),
         probe::version(&full).await.unwrap(),
     );
+    let image_probe = Programs {
+        full: &minimal,
+        demux: Some(&demux),
+    };
+    let debian_probe = Programs {
+        full: &full,
+        demux: None,
+    };
     let dir = tempfile::tempdir().unwrap();
     let files = corpus(dir.path());
     assert!(files.len() >= 40, "{} files", files.len());
 
     let mut mismatches = Vec::new();
-    let mut accepted = 0;
+    let (mut accepted, mut settled) = (0, 0);
     for (file, expected) in &files {
         let name = file.file_name().unwrap().to_string_lossy();
-        let (ours, debians) = tokio::join!(judge(&minimal, file), judge(&full, file));
+        let (ours, debians) = tokio::join!(judge(image_probe, file), judge(debian_probe, file));
+        let demux_alone = probe::probe(&demux, file, Duration::from_secs(60)).await;
+        settled += usize::from(demux_alone.is_ok_and(|s| probe::settled_without_decoding(&s)));
         if ours != debians {
             mismatches.push(format!("{name}:\n  minimal: {ours:?}\n  Debian:  {debians:?}"));
             continue;
@@ -272,5 +293,15 @@ async fn the_minimal_ffprobe_judges_every_corpus_file_as_debians_does() {
     assert!(
         accepted >= encodings().len() && accepted < files.len(),
         "{accepted} accepted"
+    );
+    // The demux-only ffprobe settled at least every MP4/MOV sample (their truncations may add
+    // to it): the comparison above covered its answers, not only the full ffprobe's.
+    let mp4s = encodings()
+        .iter()
+        .filter(|(name, _)| [".mp4", ".mov", ".m4a"].iter().any(|ext| name.ends_with(ext)))
+        .count();
+    assert!(
+        settled >= mp4s,
+        "the demux-only ffprobe settled {settled} files, fewer than the {mp4s} MP4/MOV samples"
     );
 }
