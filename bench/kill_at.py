@@ -2,8 +2,9 @@
 """SIGKILL a process once its download has reached a byte threshold (scripts/bench.sh, row 4).
 
 Progress is read from one of:
-  --file PATH        the size of a file (r2-sync's `<ARCHIVE_DIR>/.r2-sync-tmp/<id>.part`,
-                     written sequentially);
+  --file PATTERN     the size of the file a glob pattern names (r2-sync's
+                     `<ARCHIVE_DIR>/.r2-sync-tmp/<instance>/<id>.part`, written sequentially:
+                     `*` stands for the instance's directory);
   --stats-url URL    the test S3 server's `GET /_stats` counter minus --base (rclone: its
                      multi-thread download writes at offsets into a preallocated file, so the
                      file's size says nothing about progress).
@@ -13,6 +14,7 @@ before the threshold or the timeout passed, so the harness fails loudly instead 
 measuring nothing.
 """
 import argparse
+import glob
 import json
 import os
 import signal
@@ -44,7 +46,7 @@ def main() -> int:
     def progress() -> int:
         if a.file:
             try:
-                return os.stat(a.file).st_size
+                return max((os.stat(f).st_size for f in glob.glob(a.file)), default=0)
             except FileNotFoundError:
                 return 0
         with urllib.request.urlopen(a.stats_url, timeout=5) as r:

@@ -642,7 +642,8 @@ bench_resume() {
             else
                 reset_r2sync
                 insert_rows big 1 bin application/octet-stream "$BIG_BYTES"
-                local part="$DISK/archive/.r2-sync-tmp/1.part"
+                # (under the instance's own folder: a pattern kill_at.py resolves as it polls)
+                local part="$DISK/archive/.r2-sync-tmp/*/1.part"
                 env -i "${R2ENV[@]}" BATCH_SIZE=1 VALIDATE_MEDIA=false "$BIN/r2-sync" sync --once \
                     >"$WORK/logs/resume-r2sync-$run.log" 2>&1 &
                 pid=$!
