@@ -105,7 +105,9 @@ pub async fn ffprobe(programs: crate::probe::Programs<'_>) -> CheckResult {
             Some(demux) => crate::probe::version(demux)
                 .await
                 .map(|v| format!("{full}; demux pass (FFPROBE_DEMUX_PATH): {v}"))
-                .map_err(|e| format!("FFPROBE_DEMUX_PATH: {e}")),
+                .map_err(|e| {
+                    format!("FFPROBE_DEMUX_PATH: {e}; name the image's ffprobe-demux (or another ffprobe), or leave it empty to judge every file with FFPROBE_PATH alone")
+                }),
         }
     })
     .await

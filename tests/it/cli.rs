@@ -89,6 +89,29 @@ async fn check_fails_and_says_which_part_is_down() {
     );
 }
 
+/// A wrong FFPROBE_DEMUX_PATH fails `check` on the ffprobe line, naming the setting, the
+/// program tried and what to do, while FFPROBE_PATH itself is fine.
+#[tokio::test]
+async fn check_names_a_wrong_ffprobe_demux_path() {
+    let rig = Rig::new().await;
+    let out = rig
+        .command(&["check"])
+        .env("FFPROBE_DEMUX_PATH", "/nonexistent/ffprobe-demux")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("ffprobe:"))
+        .unwrap_or_else(|| panic!("no ffprobe line:\n{stdout}"));
+    assert!(line.starts_with("FAIL"), "{line}");
+    for needle in ["FFPROBE_DEMUX_PATH", "/nonexistent/ffprobe-demux", "leave it empty"] {
+        assert!(line.contains(needle), "{needle} not in {line}");
+    }
+}
+
 #[tokio::test]
 async fn status_on_an_empty_ledger() {
     let rig = Rig::new().await;
