@@ -21,7 +21,7 @@ use super::turn::Turn;
 use super::Syncer;
 use crate::archive;
 use crate::metrics::FailReason;
-use crate::state::{Entry, Persist, Stage};
+use crate::state::{Entry, Ledger, Persist, Stage};
 use crate::storage::{ObjectInfo, ObjectKey, StorageError};
 
 /// Objects up to this size (by the row's `file_size`) are fetched whole by one GET.
@@ -182,27 +182,13 @@ async fn transfer_bytes(
     temp: PathBuf,
     transfer: Transfer<'_>,
 ) -> Result<Downloaded, DownloadError> {
-    let Transfer {
-        shutdown,
-        transfers,
-        log,
-        ..
-    } = transfer;
-    let snapshot = entry.clone();
-    let ledger = &s.ctx.ledger;
-    let durable = &AtomicU64::new(entry.bytes_done);
-    let checkpoint = move |bytes: u64| -> download::CheckpointFuture<'_> {
-        let mut e = snapshot.clone();
-        e.bytes_done = bytes;
-        Box::pin(async move {
-            match ledger.save(&mut e, Persist::Now).await {
-                Ok(()) => durable.store(bytes, Ordering::Relaxed),
-                // The transfer goes on; a resume starts from the last checkpoint recorded.
-                Err(err) => warn!(log, "checkpoint not recorded"; "stage" => "downloading", "bytes" => bytes,
-                    "error" => %err),
-            }
-        })
+    let checkpoints = Checkpoints {
+        ledger: &s.ctx.ledger,
+        snapshot: entry.clone(),
+        durable: AtomicU64::new(entry.bytes_done),
+        log: transfer.log,
     };
+    let checkpoint = |bytes: u64| checkpoints.record(bytes);
     let written = Arc::new(AtomicU64::new(entry.bytes_done));
     let name = entry.original_filename.clone().unwrap_or_else(|| entry.r2_key.clone());
     let _shown = s
@@ -212,23 +198,47 @@ async fn transfer_bytes(
     let request = download::Request {
         storage: &s.ctx.storage,
         flush: &s.flush,
-        transfers,
+        transfers: transfer.transfers,
         key,
         object,
         temp,
         resume_from: entry.bytes_done,
         prefix: start.prefix,
         first_share: start.share,
-        shutdown,
-        log,
+        shutdown: transfer.shutdown,
+        log: transfer.log,
         written,
     };
     let result = {
         let _in_flight = s.ctx.metrics.transfer();
         download::run(request, &checkpoint).await
     };
-    entry.bytes_done = durable.load(Ordering::Relaxed);
+    entry.bytes_done = checkpoints.durable.load(Ordering::Relaxed);
     result
+}
+
+/// A transfer's durable checkpoints, each recorded in the ledger as the entry it started
+/// from with that many bytes done; `durable` is the last one the ledger took.
+struct Checkpoints<'a> {
+    ledger: &'a Ledger,
+    snapshot: Entry,
+    durable: AtomicU64,
+    log: &'a Logger,
+}
+
+impl Checkpoints<'_> {
+    fn record(&self, bytes: u64) -> download::CheckpointFuture<'_> {
+        let mut entry = self.snapshot.clone();
+        entry.bytes_done = bytes;
+        Box::pin(async move {
+            match self.ledger.save(&mut entry, Persist::Now).await {
+                Ok(()) => self.durable.store(bytes, Ordering::Relaxed),
+                // The transfer goes on; a resume starts from the last checkpoint recorded.
+                Err(err) => warn!(self.log, "checkpoint not recorded"; "stage" => "downloading", "bytes" => bytes,
+                    "error" => %err),
+            }
+        })
+    }
 }
 
 /// Downloading → Downloaded, recorded at once unless the object came whole (see
