@@ -315,7 +315,7 @@ impl Harness {
         self.meta(
             "ledger_command",
             format!(
-                "BENCH_ONLY=\"{}\" BENCH_LEDGER_ENTRIES=\"{entries}\" ./scripts/bench.sh",
+                "BENCH_ONLY=\"{}\" BENCH_LEDGER_ENTRIES=\"{entries}\" make bench",
                 self.s.only
             ),
         )?;

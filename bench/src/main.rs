@@ -1,4 +1,4 @@
-//! The benchmark harness (`make bench`; issue 6). Never part of the test suite.
+//! The benchmark harness (`make bench`; issues 6 and 17). Never part of the test suite.
 //!
 //! Measures r2-sync against the tools it replaces, on this machine: rclone for syncing (from
 //! the same test S3 server the tests use, release build) and nginx for serving. Builds the

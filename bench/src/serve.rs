@@ -526,7 +526,7 @@ http {{
         self.meta(
             "serve_command",
             format!(
-                "BENCH_ONLY=\"{}\" BENCH_SERVE_RUNS={} BENCH_SERVE_CPUS={} ./scripts/bench.sh",
+                "BENCH_ONLY=\"{}\" BENCH_SERVE_RUNS={} BENCH_SERVE_CPUS={} make bench",
                 self.s.only, self.s.serve_runs, self.s.serve_cpus
             ),
         )?;
