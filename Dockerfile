@@ -30,7 +30,7 @@ FROM rust:1-slim-bookworm AS build
 
 WORKDIR /src
 
-# The whole workspace: cargo needs every member's manifest (state, tests/s3-server)
+# The whole workspace: cargo needs every member's manifest (state, tests/*, bench)
 # to load the workspace, but `-p r2-sync` compiles only r2-sync and its dependencies,
 # never the test S3 server.
 COPY . .

@@ -12,8 +12,9 @@ test:
 image-test:
 	./scripts/image-test.sh
 
+# The benchmark harness (bench/, crate r2-sync-bench; settings in BENCH_* variables, see the README).
 bench:
-	./scripts/bench.sh
+	cargo run --locked --release -p r2-sync-bench
 
 lint-docker:
 	./scripts/lint-docker.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The bash + rclone service r2-sync replaces, rebuilt for the benchmark (scripts/bench.sh, issue
+# The bash + rclone service r2-sync replaces, rebuilt for the benchmark (make bench, issue
 # 15) as the baseline users run today. Not r2-sync's code and not used by it.
 #
 # Written from the workflow in the original plan (shared/original-plan.md, "2. Sync

@@ -1,6 +1,7 @@
--- wrk script for scripts/bench.sh, row 5: every request asks for one aligned 1 MiB range at
--- a random offset of the file. The URL (with its ?token= for r2-sync) comes from the command
--- line; the file size is the script's first argument: wrk ... URL -- SIZE_BYTES
+-- wrk script for make bench (bench/src/serve.rs), row 5: every request asks for one aligned
+-- 1 MiB range at a random offset of the file. The URL (with its ?token= for r2-sync) comes
+-- from the command line; the file size is the script's first argument:
+-- wrk ... URL -- SIZE_BYTES
 -- No response() callback: defining one makes wrk hand every 1 MiB body to Lua, which would
 -- make the client the bottleneck. The harness checks a 206 with curl before running wrk.
 

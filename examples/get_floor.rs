@@ -1,4 +1,4 @@
-//! Benchmark context (`scripts/bench.sh`, row 3), not part of the product: what r2-sync's S3
+//! Benchmark context (`make bench`, row 3), not part of the product: what r2-sync's S3
 //! client alone costs per small object. Fetches `<prefix>/f0001.<ext>` … `f<count>.<ext>`
 //! with [`Storage::get_start`] (the very call a sync pass makes for an object of at most
 //! 1 MiB), `concurrency` at once, optionally hashing each body as the pass does (`md5`: the

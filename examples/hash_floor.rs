@@ -1,4 +1,4 @@
-//! Benchmark context (`scripts/bench.sh`, row 1), not part of the product: what the two
+//! Benchmark context (`make bench`, row 1), not part of the product: what the two
 //! digests a sync computes cost alone. Reads each file given (from the page cache) in 1 MiB
 //! pieces and feeds them to MD5 (the ETag check) and SHA-256 (the sidecar), with the crates
 //! and features r2-sync uses; no network, disk writes or ffprobe. The harness reads its CPU

