@@ -85,6 +85,21 @@ fn get<'m>(meta: &'m Meta, key: &str) -> Result<&'m str, ReportError> {
         .ok_or_else(|| ReportError::Missing(key.to_owned()))
 }
 
+/// "Measured by `<command>` on <date>: <machine>; <versions>." for a section made by a run of
+/// its own (`command_key` names the meta holding that run's command).
+fn measured_by(meta: &Meta, command_key: &str) -> Result<String, ReportError> {
+    Ok(format!(
+        "Measured by `{}` on {}: {}, `nproc` = {} (shared; load average at start {}), {}; {}.",
+        meta.get(command_key).map_or("make bench", String::as_str),
+        get(meta, "date")?,
+        get(meta, "cpu")?,
+        get(meta, "nproc")?,
+        get(meta, "load")?,
+        get(meta, "mem")?,
+        get(meta, "versions")?,
+    ))
+}
+
 fn get_u64(meta: &Meta, key: &str) -> Result<u64, ReportError> {
     get(meta, key)?
         .trim()
@@ -531,15 +546,8 @@ fn ledger_section(values: &Values, meta: &Meta) -> Result<Vec<String>, ReportErr
         "## Ledger at scale".to_owned(),
         String::new(),
         format!(
-            "Measured by `{}` on {}: {}, `nproc` = {} (shared; load average at start {}), {}; {}. One run per size; \
-             \"met?\" is judged at {} entries.",
-            meta.get("ledger_command").map_or("make bench", String::as_str),
-            get(meta, "date")?,
-            get(meta, "cpu")?,
-            get(meta, "nproc")?,
-            get(meta, "load")?,
-            get(meta, "mem")?,
-            get(meta, "versions")?,
+            "{} One run per size; \"met?\" is judged at {} entries.",
+            measured_by(meta, "ledger_command")?,
             int_thousands(judged)
         ),
         String::new(),
@@ -666,17 +674,11 @@ fn serve_section(values: &Values, meta: &Meta) -> Result<Vec<String>, ReportErro
         "## Serving (row 5 in detail)".to_owned(),
         String::new(),
         format!(
-            "Measured by `{}` on {}: {}, `nproc` = {} (shared; load average at start {}), {}; {}. {} runs of each pair, \
+            "{} {} runs of each pair, \
              alternating; both servers pinned to CPUs {} (taskset), the client (curl, wrk) to CPUs {}. CPU-s/GB: the \
              server process's user+sys CPU seconds (nginx: master and workers) over the run, per 10^9 bytes of body \
              sent. Row 5 of the results table comes from this run.",
-            meta.get("serve_command").map_or("make bench", String::as_str),
-            get(meta, "date")?,
-            get(meta, "cpu")?,
-            get(meta, "nproc")?,
-            get(meta, "load")?,
-            get(meta, "mem")?,
-            get(meta, "versions")?,
+            measured_by(meta, "serve_command")?,
             q("serve_runs"),
             q("serve_cpus"),
             q("client_cpus")
